@@ -1,0 +1,60 @@
+"""Defaults shared by every experiment; experiment files start from `base_config()`.
+
+Every key has a concrete default (never None) so that ml_collections can type-check
+`--config.x=v` overrides.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 1000
+    c.batch_size = 32               # global batch, summed over all devices and microbatches
+    c.grad_accum_steps = 1          # microbatches per step, accumulated inside the jitted step
+    c.log_every = 50
+    c.eval_every = 200
+    c.ckpt_every = 500
+    c.keep_checkpoints = 3
+    c.task = "causal_lm"
+    c.sample_at_end = ""            # prompt to sample from when training ends ("" = no sample)
+    c.sample_tokens = 200
+
+    # Axis sizes of the device mesh; -1 takes whatever devices are left.
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+
+    c.optim = ml_collections.ConfigDict(dict(
+            name="adamw",               # sgd | momentum | adagrad | rmsprop | adam | adamw
+            lr=1e-3,
+            schedule="constant",        # constant | inverse_time | warmup_cosine | plateau
+            warmup_steps=0,
+            decay_steps=0,              # 0 = total_steps
+            min_lr=0.0,
+            decay_rate=0.0,             # inverse_time: lr / (1 + decay_rate * step)
+            b1=0.9, b2=0.999, eps=1e-8,
+            momentum=0.9, nesterov=False,
+            rms_decay=0.9,
+            weight_decay=0.0,           # decoupled (AdamW-style), on matrices only
+            l2=0.0,                     # coupled L2: l2 * w added to the gradient, on matrices only
+            l1=0.0,                     # L1: l1 * sign(w) added to the gradient, on matrices only
+            clip_norm=0.0,              # global-norm clipping; 0 = off
+            plateau_factor=0.5, plateau_patience=10, plateau_cooldown=0,
+            plateau_rtol=1e-4, plateau_accumulation=10,
+    ))
+
+    c.data = ml_collections.ConfigDict(dict(
+            kind="text",
+            path="",                    # file, directory or glob
+            tokenizer="byte",           # byte | char
+            val_fraction=0.1,           # last fraction of the corpus held out for validation
+            sampling="random",          # random windows (nanoGPT) | sequential (shuffled, non-overlapping)
+            eval_batches=20,
+            tfds_dir="",                # "" = $BIGMODELS_DATA_DIR or ~/.cache/bigmodels/tfds
+            max_bytes=0,                # read at most this many bytes of the corpus; 0 = all
+    ))
+
+    c.perf = ml_collections.ConfigDict(dict(
+            peak_flops_per_device=0.0,  # 0 = look up the device kind in bigmodels.flops
+    ))
+    return c

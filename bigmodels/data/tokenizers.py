@@ -1,0 +1,87 @@
+"""Character- and byte-level tokenizers, saved as JSON with the run (never pickled)."""
+
+import json
+import os
+
+import numpy as np
+
+from bigmodels.errors import BadInput
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as tokens: any input, valid UTF-8 or not, encodes losslessly."""
+    kind = "byte"
+    vocab_size = 256
+
+    def encode(self, data: bytes | str) -> np.ndarray:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int32)
+
+    def decode(self, ids) -> str:
+        return bytes(np.asarray(ids, dtype=np.uint8).tolist()).decode("utf-8", errors="replace")
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind}
+
+
+class CharTokenizer:
+    """One token per Unicode character of a vocabulary built from the corpus."""
+    kind = "char"
+
+    def __init__(self, chars: str):
+        self.chars = chars
+        self._codes = np.array([ord(c) for c in chars], dtype=np.uint32)  # sorted
+        self.vocab_size = len(chars)
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        return cls("".join(sorted(set(text))))
+
+    def encode(self, text: bytes | str) -> np.ndarray:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = np.searchsorted(self._codes, codes)
+        ok = (ids < len(self._codes)) & (self._codes[np.minimum(ids, len(self._codes) - 1)] == codes)
+        if not ok.all():
+            bad = sorted({chr(c) for c in codes[~ok]})[:10]
+            raise BadInput(f"characters not in the tokenizer's vocabulary: {bad!r}")
+        return ids.astype(np.int32)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in np.asarray(ids).tolist())
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+
+def from_json(spec: dict):
+    if spec.get("kind") == "byte":
+        return ByteTokenizer()
+    if spec.get("kind") == "char":
+        return CharTokenizer(spec["chars"])
+    raise BadInput(f"tokenizer: unknown kind {spec.get('kind')!r} (byte | char)")
+
+
+def save(tokenizer, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(tokenizer.to_json(), f, ensure_ascii=False)
+    os.replace(tmp, path)   # atomic: a crash never leaves half a tokenizer
+
+
+def load(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return from_json(json.load(f))
+    except (OSError, ValueError) as e:
+        raise BadInput(f"tokenizer file {path}: {e}") from None
+
+
+def build(kind: str, corpus: bytes):
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "char":
+        return CharTokenizer.from_text(corpus.decode("utf-8", errors="replace"))
+    raise BadInput(f"data.tokenizer: unknown tokenizer {kind!r} (byte | char)")

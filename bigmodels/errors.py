@@ -1,0 +1,16 @@
+"""The one exception type for bad user input (config, data, workdir, checkpoint).
+
+The CLI turns it into exit code 2 and a single line on stderr; library users
+(notebooks) simply get the exception.
+"""
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(ValueError):
+    """Raised when something the user supplied is wrong; the message names it."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise BadInput(message)

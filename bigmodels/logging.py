@@ -1,0 +1,53 @@
+"""The one logging path: stdout, `<workdir>/metrics.jsonl` and TensorBoard event files."""
+
+import json
+import math
+import os
+
+import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLogger:
+    """Writes one JSON object per line: {"step": s, "train/loss": ..., ...}."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self.path = os.path.join(workdir, METRICS_FILE)
+        self._tb = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def drop_after(self, step: int) -> None:
+        """On resume: forget lines logged after the restored step, which are redone."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for key, value in metrics.items():
+            self._tb.add_scalar(key, float(value), int(step))
+        tqdm.tqdm.write(format_line(row))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def format_line(row: dict) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
+    return f"step {row['step']}: " + " ".join(f"{k}={fmt(v)}" for k, v in row.items()
+                                                if k != "step")

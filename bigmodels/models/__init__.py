@@ -1,0 +1,18 @@
+"""Model families, one file each. `build(config.model)` picks one by name."""
+
+import jax.numpy as jnp
+
+from bigmodels.errors import BadInput
+
+
+def build(model_config):
+    """Instantiates the Linen module named by `model_config.name`."""
+    kwargs = {k: v for k, v in model_config.items() if k != "name"}
+    if "dtype" in kwargs:
+        kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
+    if kwargs.get("attention_impl", None) == "":
+        kwargs["attention_impl"] = None
+    if model_config.name == "gpt":
+        from bigmodels.models.gpt import GPT
+        return GPT(**kwargs)
+    raise BadInput(f"model.name: unknown model {model_config.name!r} (known: gpt)")

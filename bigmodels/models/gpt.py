@@ -1,0 +1,106 @@
+"""GPT: a decoder-only Transformer language model (pre-norm, causal self-attention)."""
+
+import math
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from bigmodels.nn.attention import MultiHeadAttention
+from bigmodels.nn.embed import Embed
+from bigmodels.nn.initializers import normal
+from bigmodels.nn.mlp import MLP
+from bigmodels.nn.norms import make_norm
+from bigmodels.nn.positions import LearnedPositions
+
+
+class Block(nn.Module):
+    """x + Attn(Norm(x)), then x + MLP(Norm(x)), with residual dropout."""
+    num_heads: int
+    mlp_dim: int
+    num_layers: int
+    norm: str
+    use_bias: bool
+    rotary: bool
+    dropout: float
+    attention_impl: str | None
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x_BxTxD, positions_BxT, train: bool, decode: bool = False):
+        d = x_BxTxD.shape[-1]
+        # GPT-2: scale the init of projections into the residual stream by 1/sqrt(2L).
+        out_std = 0.02 / math.sqrt(2 * self.num_layers)
+        h = make_norm(self.norm, self.use_bias, self.dtype, name="attn_norm")(x_BxTxD)
+        h = MultiHeadAttention(self.num_heads, d // self.num_heads, use_bias=self.use_bias,
+                               rotary=self.rotary, out_init_std=out_std,
+                               implementation=self.attention_impl, dtype=self.dtype,
+                               name="attn")(h, positions_BxT, decode=decode)
+        x_BxTxD = x_BxTxD + nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = make_norm(self.norm, self.use_bias, self.dtype, name="mlp_norm")(x_BxTxD)
+        h = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=out_std, dtype=self.dtype,
+                name="mlp")(h)
+        return x_BxTxD + nn.Dropout(self.dropout, deterministic=not train)(h)
+
+
+class GPT(nn.Module):
+    vocab_size: int
+    num_layers: int = 4
+    num_heads: int = 4
+    embed_dim: int = 128
+    mlp_ratio: int = 4
+    context_length: int = 256
+    dropout: float = 0.0
+    positions: str = "learned"        # learned | rotary
+    norm: str = "layernorm"           # layernorm | rmsnorm
+    use_bias: bool = True
+    tie_embeddings: bool = True
+    attention_impl: str | None = None
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens_BxT, positions_BxT=None, train: bool = False,
+                 decode: bool = False):
+        """Returns next-token logits (float32) of shape B x T x vocab."""
+        if positions_BxT is None:
+            positions_BxT = jnp.broadcast_to(jnp.arange(tokens_BxT.shape[1]), tokens_BxT.shape)
+        embed = Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="token_embed")
+        x = embed(tokens_BxT)
+        if self.positions == "learned":
+            x = LearnedPositions(self.context_length, self.embed_dim, name="pos_embed")(
+                x, positions_BxT)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        for i in range(self.num_layers):
+            x = Block(self.num_heads, self.mlp_ratio * self.embed_dim, self.num_layers,
+                      self.norm, self.use_bias, self.positions == "rotary", self.dropout,
+                      self.attention_impl, self.dtype, name=f"block_{i}")(
+                          x, positions_BxT, train, decode)
+        x = make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x)
+        if self.tie_embeddings:
+            logits = embed.attend(x)
+        else:
+            logits = nn.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
+                              kernel_init=normal(0.02, ("embed", "vocab")), name="head")(x)
+        return logits.astype(jnp.float32)
+
+
+def gpt_config(**overrides):
+    """The `config.model` of a GPT; experiment files override what they change."""
+    import ml_collections
+    model = ml_collections.ConfigDict(dict(
+        name="gpt",
+        vocab_size=0,              # 0 = take it from the tokenizer
+        num_layers=4,
+        num_heads=4,
+        embed_dim=128,
+        mlp_ratio=4,
+        context_length=128,
+        dropout=0.0,
+        positions="learned",       # learned | rotary
+        norm="layernorm",          # layernorm | rmsnorm
+        use_bias=True,
+        tie_embeddings=True,
+        attention_impl="",         # "" = JAX picks; "cudnn" | "xla"
+        dtype="float32",
+    ))
+    model.update(overrides)
+    return model

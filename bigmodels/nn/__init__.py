@@ -1,0 +1,1 @@
+"""Reusable Linen building blocks. Every parameter carries logical axis names."""

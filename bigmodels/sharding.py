@@ -1,0 +1,108 @@
+"""Device mesh, logical-axis rules and the shardings of state and batch.
+
+Models name the axes of every parameter (`embed`, `mlp`, `heads`, ...). The rules
+below map those logical names onto the mesh axes (`data`, `fsdp`, `tensor`), so
+that DP, FSDP, TP and their mixes are a config change, not a model change.
+"""
+
+import math
+
+import jax
+import numpy as np
+from flax import linen as nn
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from bigmodels.errors import BadInput
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")     # the batch is split over every data-parallel axis
+
+# logical axis -> mesh axis (or None = replicated). The first rule that fits wins.
+LOGICAL_RULES = (
+    ("batch", BATCH_AXES),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("qkv", None),
+    ("context", None),
+    ("norm", None),
+    ("length", None),
+)
+
+
+def mesh_shape(mesh_config, num_devices: int) -> dict:
+    """Resolves the config's axis sizes (one may be -1) against the device count."""
+    sizes = {axis: int(mesh_config[axis]) for axis in MESH_AXES}
+    unknown = [a for a, s in sizes.items() if s == -1]
+    if len(unknown) > 1:
+        raise BadInput(f"mesh: at most one axis may be -1, got {sizes}")
+    if any(s == 0 or s < -1 for s in sizes.values()):
+        raise BadInput(f"mesh: axis sizes must be positive or -1, got {sizes}")
+    known = math.prod(s for s in sizes.values() if s != -1)
+    if unknown:
+        if num_devices % known:
+            raise BadInput(f"mesh: {num_devices} devices cannot fill {sizes}")
+        sizes[unknown[0]] = num_devices // known
+    if math.prod(sizes.values()) != num_devices:
+        raise BadInput(f"mesh: {sizes} needs {math.prod(sizes.values())} devices, "
+                       f"but {num_devices} are available")
+    return sizes
+
+
+def make_mesh(mesh_config, devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    sizes = mesh_shape(mesh_config, len(devices))
+    shape = tuple(sizes[a] for a in MESH_AXES)
+    try:
+        grid = jax.experimental.mesh_utils.create_device_mesh(shape, devices)
+    except Exception:  # odd topologies (fake CPU devices, subsets): plain order
+        grid = np.asarray(devices).reshape(shape)
+    return Mesh(grid, MESH_AXES)
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
+def _fit_to_shape(spec: P, shape, mesh: Mesh) -> P:
+    """Drops mesh axes that do not divide their dimension (e.g. a vocab of 65 on tensor=2)."""
+    fitted = []
+    for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        kept, size = [], 1
+        for name in names:
+            if dim % (size * mesh.shape[name]) == 0:
+                kept.append(name)
+                size *= mesh.shape[name]
+        fitted.append(tuple(kept) if len(kept) > 1 else (kept[0] if kept else None))
+    return P(*fitted)
+
+
+def logical_shardings(abstract_tree, mesh: Mesh, rules=LOGICAL_RULES):
+    """NamedShardings for a tree whose leaves may be `nn.LogicallyPartitioned` boxes."""
+    specs = nn.get_partition_spec(abstract_tree)
+    mesh_specs = nn.logical_to_mesh(specs, rules)
+    shapes = nn.meta.unbox(abstract_tree)
+
+    def to_sharding(spec, leaf):
+        spec = spec if isinstance(spec, P) else P()
+        return NamedSharding(mesh, _fit_to_shape(spec, leaf.shape, mesh))
+
+    return jax.tree.map(to_sharding, mesh_specs, shapes,
+                        is_leaf=lambda x: isinstance(x, P) or x is None)
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """Host-local numpy batch -> global jax.Arrays sharded over the batch axes."""
+    return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
+            for k, v in local_batch.items()}

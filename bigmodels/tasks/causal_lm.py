@@ -1,0 +1,52 @@
+"""Next-token prediction on windows of T+1 tokens (inputs = [:-1], targets = [1:])."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from bigmodels import flops
+
+
+def split_window(tokens_BxT1):
+    return tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
+
+
+@dataclasses.dataclass(frozen=True)
+class CausalLM:
+    model: nn.Module
+
+    @property
+    def tokens_per_example(self) -> int:
+        return self.model.context_length
+
+    def init(self, rng, batch):
+        inputs, _ = split_window(batch["tokens"])
+        return self.model.init({"params": rng}, inputs, train=False)
+
+    def _token_losses(self, params, batch, rng, train):
+        inputs, targets = split_window(batch["tokens"])
+        logits = self.model.apply({"params": params}, inputs, train=train,
+                                  rngs={"dropout": rng} if train else None)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+        return losses, correct
+
+    def loss(self, params, model_state, batch, rng, train=True):
+        losses, correct = self._token_losses(params, batch, rng, train)
+        loss = jnp.mean(losses)
+        return loss, ({"loss": loss, "accuracy": jnp.mean(correct)}, model_state)
+
+    def eval_sums(self, params, model_state, batch):
+        losses, correct = self._token_losses(params, batch, None, False)
+        n = jnp.array(losses.size, jnp.float32)
+        return {"loss": (jnp.sum(losses), n), "accuracy": (jnp.sum(correct), n)}
+
+    def train_flops_per_example(self, params) -> float:
+        m = self.model
+        lookup_only = ("pos_embed",) + (() if m.tie_embeddings else ("token_embed",))
+        n = flops.matmul_param_count(params, lookup_only)
+        return m.context_length * flops.transformer_train_flops_per_token(
+            n, m.num_layers, m.context_length, m.embed_dim)

@@ -1,0 +1,35 @@
+"""Checks a config before anything touches the workdir; each failure names its key."""
+
+import os
+
+from bigmodels.errors import BadInput, require
+
+
+def check_config(config) -> None:
+    for key in ("total_steps", "batch_size", "grad_accum_steps", "log_every", "eval_every",
+                "ckpt_every"):
+        require(config[key] > 0, f"{key} must be positive, got {config[key]}")
+    require(config.batch_size % config.grad_accum_steps == 0,
+            f"batch_size={config.batch_size} is not divisible by "
+            f"grad_accum_steps={config.grad_accum_steps}")
+    model = config.model
+    if "num_heads" in model and "embed_dim" in model:
+        require(model.num_heads > 0 and model.embed_dim % model.num_heads == 0,
+                f"model.num_heads={model.num_heads} does not divide "
+                f"model.embed_dim={model.embed_dim}")
+    if "context_length" in model:
+        require(model.context_length > 0,
+                f"model.context_length must be positive, got {model.context_length}")
+
+
+def check_batch_split(config, data_parallel: int) -> None:
+    micro = config.batch_size // config.grad_accum_steps
+    require(micro % data_parallel == 0,
+            f"batch_size={config.batch_size} (microbatch {micro}) cannot be split over "
+            f"{data_parallel} data-parallel devices (mesh data x fsdp)")
+
+
+def check_workdir(workdir: str) -> None:
+    require(bool(workdir), "workdir: no workdir given")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise BadInput(f"workdir {workdir!r} exists and is not a directory")

@@ -1,0 +1,35 @@
+"""nanoGPT's CPU "baby GPT" on a character-level text file (e.g. Tiny Shakespeare).
+
+Same recipe as nanoGPT's README CPU command, so the numbers compare side by side:
+4 layers, 4 heads, width 128, context 64, no bias, tied embeddings, batch 12, 2000
+steps, adamw lr 1e-3 (warmup 100, cosine to 1e-4), beta2 0.99, weight decay 0.1 on
+matrices, clip 1.0, dropout 0. Split: first 90% train, last 10% validation. Eval loss:
+mean over 20 random validation batches.
+
+    python -m bigmodels.main --config=experiments/shakespeare_char.py \
+        --workdir=runs/shakespeare_char --config.data.path=../shared/data/tinyshakespeare.txt
+"""
+
+from bigmodels.config import base_config
+from bigmodels.models.gpt import gpt_config
+
+
+def get_config(arg: str = ""):
+    c = base_config()
+    c.total_steps = 2000
+    c.batch_size = 12
+    c.log_every = 100
+    c.eval_every = 250
+    c.ckpt_every = 1000
+    c.model = gpt_config(num_layers=4, num_heads=4, embed_dim=128, context_length=64,
+                        use_bias=False, tie_embeddings=True, dropout=0.0)
+    c.optim.update(name="adamw", lr=1e-3, schedule="warmup_cosine", warmup_steps=100,
+                   decay_steps=2000, min_lr=1e-4, b1=0.9, b2=0.99, weight_decay=0.1,
+                   clip_norm=1.0)
+    c.data.tokenizer = "char"
+    c.data.val_fraction = 0.1
+    c.data.eval_batches = 20
+    if arg == "tiny":
+        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        c.data.eval_batches = 2
+    return c
