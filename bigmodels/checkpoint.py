@@ -50,23 +50,29 @@ def abstract_with_shardings(abstract_tree, shardings):
                         abstract_tree, shardings)
 
 
+def latest_step(workdir: str) -> int | None:
+    directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return None
+    with ocp.CheckpointManager(directory) as manager:
+        return manager.latest_step()
+
+
 def load_params(workdir: str, step: int | None = None):
     """The params of a run's latest (or given) checkpoint, as host numpy arrays.
 
     Works on any topology: nothing about the saving mesh is needed.
     """
-    directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-    with ocp.CheckpointManager(directory, item_names=("state", "data")) as manager:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
-        metadata = manager.item_metadata(step)["state"]
-        params_meta = metadata["params"] if isinstance(metadata, dict) else metadata.params
-        target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), params_meta)
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item={"params": target},
-                restore_args={"params": jax.tree.map(
-                    lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)},
-                partial_restore=True)))
-        return restored.state["params"]
+    step = latest_step(workdir) if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+    state_dir = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step), "state")
+    checkpointer = ocp.PyTreeCheckpointer()
+    params_meta = checkpointer.metadata(state_dir).item_metadata["params"]
+    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), params_meta)
+    restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+        item={"params": target},
+        restore_args={"params": jax.tree.map(
+            lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)},
+        partial_restore=True))
+    return restored["params"]

@@ -35,7 +35,7 @@ def _load_config():
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
+    logging.set_verbosity(logging.ERROR)   # orbax and TFDS are chatty at INFO and WARNING
     config = _load_config()
     if not _WORKDIR.value:
         fail("--workdir: no workdir given")

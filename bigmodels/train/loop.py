@@ -47,12 +47,15 @@ def evaluate(eval_step, state, eval_batches, mesh) -> dict:
     return {f"eval/{k}": s / max(w, 1e-12) for k, (s, w) in sums.items()}
 
 
-def run(config, workdir: str) -> RunResult:
-    """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one."""
+def run(config, workdir: str, devices=None) -> RunResult:
+    """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+    `devices` (default: all) is the device list the mesh is laid over.
+    """
     jax.config.update("jax_threefry_partitionable", True)   # same init on any mesh
     check_config(config)
     check_workdir(workdir)
-    mesh = sharding.make_mesh(config.mesh)
+    mesh = sharding.make_mesh(config.mesh, devices)
     check_batch_split(config, sharding.data_parallel_size(mesh))
     data = data_lib.build(config, workdir, jax.process_index(), jax.process_count())
     config = _resolve(config, data)

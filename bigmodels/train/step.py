@@ -47,7 +47,7 @@ def make_train_step(task, tx, schedule, seed: int, grad_accum_steps: int = 1):
         updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                        value=metrics["loss"])
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads),
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads),
                    "lr": optim.current_lr(schedule, opt_state, state.step)}
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                   model_state=model_state)
