@@ -1,0 +1,46 @@
+"""ms/step, tokens/s and MFU of any experiment, measured through the real trainer.
+
+    python benchmarks/step_time.py --config=experiments/shakespeare_char.py \
+        --config.data.path=../shared/data/tinyshakespeare.txt --steps=300
+
+The timing is the trainer's own `perf/step_time_s` (host data + device step, as a user
+sees it), over windows of `--window` steps; the first window (compilation) is dropped.
+"""
+
+import json
+import os
+import statistics
+import tempfile
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from bigmodels.cli import run_main
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Steps to time (after one warm-up window).")
+_WINDOW = flags.DEFINE_integer("window", 50, "Steps per timing window.")
+
+
+def main(argv):
+    logging.set_verbosity(logging.ERROR)
+    from bigmodels import train
+    config = _CONFIG.value
+    config.total_steps = _STEPS.value + _WINDOW.value
+    config.log_every = _WINDOW.value
+    config.eval_every = config.ckpt_every = config.total_steps
+    config.sample_at_end = ""
+    with tempfile.TemporaryDirectory() as workdir:
+        train.run(config, workdir)
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            rows = [json.loads(line) for line in f if "perf/step_time_s" in line]
+    step_s = statistics.median(r["perf/step_time_s"] for r in rows)
+    tokens = statistics.median(r["perf/tokens_per_s"] for r in rows)
+    mfu = statistics.median(r["perf/mfu"] for r in rows)
+    name = os.path.basename(flags.FLAGS["config"].config_filename)
+    print(f"experiment={name} steps={_STEPS.value} ms_per_step={step_s * 1e3:.1f} "
+          f"tokens_per_s={tokens:.0f} mfu={mfu:.3f}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,102 @@
+"""Bad input ends with exit code 2, one line on stderr, no traceback, nothing destroyed."""
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+EXPERIMENT = "experiments/quickstart.py:tiny"
+
+
+def _cli(*args, module="bigmodels.main"):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")   # 8 fake devices, as in conftest
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _snapshot(directory) -> dict:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory, corpus):
+    workdir = tmp_path_factory.mktemp("existing")
+    done = _cli(f"--config={EXPERIMENT}", f"--workdir={workdir}",
+                f"--config.data.path={corpus}", "--config.sample_at_end=")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return workdir
+
+
+def _empty_file(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("")
+    return str(path)
+
+
+CASES = {
+    "unknown key": (lambda t, c: ["--config.no_such_key=1"], "no_such_key"),
+    "unknown nested key": (lambda t, c: ["--config.model.num_layerz=1"], "num_layerz"),
+    "wrong type": (lambda t, c: ["--config.total_steps=many"], "total_steps"),
+    "float for int": (lambda t, c: ["--config.batch_size=2.5"], "batch_size"),
+    "missing data file": (lambda t, c: ["--config.data.path=/nonexistent/corpus.txt"],
+                          "data.path"),
+    "empty data file": (lambda t, c: [f"--config.data.path={_empty_file(t)}"], "data.path"),
+    "heads do not divide width": (lambda t, c: ["--config.model.num_heads=3"],
+                                  "num_heads"),
+    "batch not divisible": (lambda t, c: ["--config.batch_size=3"], "batch_size"),
+    "non-positive total_steps": (lambda t, c: ["--config.total_steps=0"], "total_steps"),
+    "negative total_steps": (lambda t, c: ["--config.total_steps=-5"], "total_steps"),
+    "context longer than data": (lambda t, c: ["--config.model.context_length=100000",
+                                               "--config.data.max_bytes=5000"], "data"),
+    "unknown optimizer": (lambda t, c: ["--config.optim.name=adamax"], "optim.name"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_is_refused(case, tmp_path, trained_workdir, corpus):
+    extra, must_mention = CASES[case]
+    before = _snapshot(trained_workdir)
+    args = [f"--config={EXPERIMENT}", f"--workdir={trained_workdir}",
+            f"--config.data.path={corpus}"] + extra(tmp_path, corpus)
+    done = _cli(*args)
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert must_mention in lines[0], lines[0]
+    assert _snapshot(trained_workdir) == before
+
+
+def test_workdir_that_is_a_file(tmp_path, corpus):
+    target = tmp_path / "a_file"
+    target.write_text("precious")
+    done = _cli(f"--config={EXPERIMENT}", f"--workdir={target}",
+                f"--config.data.path={corpus}")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "workdir" in done.stderr
+    assert target.read_text() == "precious"
+
+
+def test_missing_config_file(tmp_path):
+    done = _cli("--config=experiments/nope.py", f"--workdir={tmp_path}")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "nope.py" in done.stderr
+
+
+def test_sample_refuses_a_workdir_without_a_run(tmp_path):
+    done = _cli(f"--workdir={tmp_path}", "--prompt=x", module="bigmodels.sample")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sample_from_a_trained_run(trained_workdir):
+    done = _cli(f"--workdir={trained_workdir}", "--prompt=def ", "--max_new_tokens=8",
+                "--temperature=0", module="bigmodels.sample")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("def ")

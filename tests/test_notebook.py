@@ -1,0 +1,23 @@
+"""The notebooks execute from top to bottom (they are stored without outputs)."""
+
+import glob
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted(glob.glob(str(ROOT / "notebooks" / "*.ipynb")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_executes(path, monkeypatch):
+    monkeypatch.setenv("QUICKSTART_STEPS", "60")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    assert not any(cell.get("outputs") for cell in nb.cells), "store notebooks without outputs"
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
