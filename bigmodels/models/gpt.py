@@ -23,6 +23,7 @@ class Block(nn.Module):
     rotary: bool
     dropout: float
     attention_impl: str | None
+    approximate_gelu: bool
     dtype: jnp.dtype
 
     @nn.compact
@@ -37,8 +38,8 @@ class Block(nn.Module):
                                name="attn")(h, positions_BxT, decode=decode)
         x_BxTxD = x_BxTxD + nn.Dropout(self.dropout, deterministic=not train)(h)
         h = make_norm(self.norm, self.use_bias, self.dtype, name="mlp_norm")(x_BxTxD)
-        h = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=out_std, dtype=self.dtype,
-                name="mlp")(h)
+        h = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=out_std,
+                approximate_gelu=self.approximate_gelu, dtype=self.dtype, name="mlp")(h)
         return x_BxTxD + nn.Dropout(self.dropout, deterministic=not train)(h)
 
 
@@ -55,6 +56,7 @@ class GPT(nn.Module):
     use_bias: bool = True
     tie_embeddings: bool = True
     attention_impl: str | None = None
+    approximate_gelu: bool = True     # tanh GELU; False = exact erf GELU (nanoGPT, PyTorch)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -72,7 +74,8 @@ class GPT(nn.Module):
         for i in range(self.num_layers):
             x = Block(self.num_heads, self.mlp_ratio * self.embed_dim, self.num_layers,
                       self.norm, self.use_bias, self.positions == "rotary", self.dropout,
-                      self.attention_impl, self.dtype, name=f"block_{i}")(
+                      self.attention_impl, self.approximate_gelu, self.dtype,
+                      name=f"block_{i}")(
                           x, positions_BxT, train, decode)
         x = make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x)
         if self.tie_embeddings:
@@ -100,6 +103,7 @@ def gpt_config(**overrides):
         use_bias=True,
         tie_embeddings=True,
         attention_impl="",         # "" = JAX picks; "cudnn" | "xla"
+        approximate_gelu=True,     # tanh GELU; False = exact (erf) GELU
         dtype="float32",
     ))
     model.update(overrides)

@@ -37,6 +37,24 @@ def _resolve(config, data):
     return config
 
 
+class StepClock:
+    """Wall time per train step, over the steps finished since the last restart."""
+
+    def __init__(self):
+        self.start, self.steps = None, 0
+
+    def restart(self):
+        self.start, self.steps = time.perf_counter(), 0
+
+    def tick(self):
+        self.steps += 1
+
+    def seconds_per_step(self) -> float | None:
+        if self.start is None or self.steps == 0:
+            return None
+        return (time.perf_counter() - self.start) / self.steps
+
+
 def evaluate(eval_step, state, eval_batches, mesh) -> dict:
     sums = {}
     for local in eval_batches:
@@ -100,21 +118,22 @@ def run(config, workdir: str, devices=None) -> RunResult:
     tokens_per_step = task.tokens_per_example * config.batch_size
     eval_metrics = {}
     pending = None               # (step, metrics on device): fetched after the next dispatch
-    window, window_start = [], None
+    window = []                  # train metrics since the last log line
+    clock = StepClock()
 
     def finish_step(step, device_metrics):
-        nonlocal window_start
         window.append({f"train/{k}": float(v) for k, v in jax.device_get(device_metrics).items()})
+        clock.tick()
         if step % config.log_every == 0 or step == config.total_steps:
             row = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-            if window_start is not None:
-                dt = (time.perf_counter() - window_start) / len(window)
+            dt = clock.seconds_per_step()
+            if dt:
                 row.update({"perf/step_time_s": dt, "perf/tokens_per_s": tokens_per_step / dt,
                             "perf/mfu": flops.mfu(flops_per_step, dt,
                                                   config.perf.peak_flops_per_device)})
             logger.write(step, row)
             window.clear()
-            window_start = time.perf_counter()
+            clock.restart()
 
     bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
                     disable=not sys.stdout.isatty(), dynamic_ncols=True)
@@ -125,18 +144,18 @@ def run(config, workdir: str, devices=None) -> RunResult:
             finish_step(*pending)
         pending = (step, metrics)
         bar.update(1)
-        hook = step % config.eval_every == 0 or step % config.ckpt_every == 0 \
-            or step == config.total_steps
-        if hook:                                  # hooks see the step's final metrics
-            finish_step(*pending)
+        is_eval = step % config.eval_every == 0 or step == config.total_steps
+        is_ckpt = step % config.ckpt_every == 0 or step == config.total_steps
+        if step == start + 1 or is_eval or is_ckpt:
+            finish_step(*pending)        # hooks see the step's final metrics
             pending = None
-        if step % config.eval_every == 0 or step == config.total_steps:
+        if is_eval:
             eval_metrics = evaluate(eval_step, state, data.eval, mesh)
             logger.write(step, eval_metrics)
-        if step % config.ckpt_every == 0 or step == config.total_steps:
+        if is_ckpt:
             ckpt.save(step, state, train_iter, force=True)
-        if hook:
-            window_start = time.perf_counter()    # eval and saving are not step time
+        if step == start + 1 or is_eval or is_ckpt:
+            clock.restart()              # compilation, eval and saving are not step time
     bar.close()
     ckpt.close()
     logger.close()
