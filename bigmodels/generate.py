@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigmodels.errors import BadInput
+
 
 def sample_logits(logits_BxV, rng, temperature: float = 1.0, top_k: int = 0,
                   top_p: float = 1.0):
@@ -66,6 +68,9 @@ def generate(model, params, prompt_BxP, max_new_tokens: int, seed: int = 0,
     """Returns prompt + `max_new_tokens` sampled tokens, shape B x (P + N)."""
     tokens = jnp.asarray(prompt_BxP, jnp.int32)
     ctx = model.context_length
+    if tokens.shape[1] < 1 or ctx < 2:
+        raise BadInput(f"generate: needs a non-empty prompt and context_length >= 2 "
+                       f"(prompt of {tokens.shape[1]} tokens, context {ctx})")
     rng = jax.random.key(seed)
     remaining, chunk = max_new_tokens, 0
     while remaining > 0:
@@ -81,7 +86,11 @@ def generate(model, params, prompt_BxP, max_new_tokens: int, seed: int = 0,
 
 def generate_uncached(model, params, prompt_BxP, max_new_tokens: int, seed: int = 0,
                       temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
-    """Reference: recomputes the whole window for every token (slow, for tests)."""
+    """Reference: recomputes the whole window for every token (slow, for tests).
+
+    Equals `generate` token for token while prompt + new tokens fit in the context;
+    beyond it the two slide their windows differently.
+    """
     tokens = jnp.asarray(prompt_BxP, jnp.int32)
     rng = jax.random.key(seed)
     apply = jax.jit(lambda t: model.apply({"params": params}, t)[:, -1])

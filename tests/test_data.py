@@ -89,3 +89,10 @@ def test_iterator_state_restores_the_position():
     fresh = iter(ds.to_iter_dataset())
     fresh.set_state(state)
     np.testing.assert_array_equal(next(fresh)["tokens"], expected)
+
+
+def test_split_never_cuts_a_utf8_character(tmp_path):
+    path = tmp_path / "u.txt"
+    path.write_text("é" * 1001)                    # 2002 bytes: the 90% cut lands mid-character
+    splits = text_files.load_splits(str(path), 0.1)
+    assert splits["train"].decode("utf-8") + splits["validation"].decode("utf-8") == "é" * 1001

@@ -73,6 +73,8 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         corpus = read_corpus(self._paths, self._max_bytes)
         cut = int(len(corpus) * (1.0 - self._val_fraction))
+        while 0 < cut < len(corpus) and (corpus[cut] & 0xC0) == 0x80:
+            cut -= 1          # never split a UTF-8 character between the two splits
         return {"train": self._generate_examples(corpus[:cut]),
                 "validation": self._generate_examples(corpus[cut:])}
 

@@ -46,8 +46,9 @@ def window_batches(tokens: np.ndarray, window: int, global_batch: int, seed: int
         if num_windows < global_batch:
             raise BadInput(f"data: {num_windows} windows of {window} tokens cannot fill a "
                            f"batch of {global_batch}")
-        starts = grain.MapDataset.range(num_windows).shuffle(seed=seed).repeat()
-        starts = starts.batch(global_batch, drop_remainder=True)
+        # Batch before repeating, so no batch straddles two epochs (and repeats a window).
+        starts = grain.MapDataset.range(num_windows).shuffle(seed=seed)
+        starts = starts.batch(global_batch, drop_remainder=True).repeat()
 
         def make_seq_batch(window_ids):
             ids = np.asarray(window_ids)[rows] * (window - 1)

@@ -51,6 +51,8 @@ class MultiHeadAttention(nn.Module):
             k = apply_rotary(k, positions_BxT)
 
         if decode:
+            if context_BxSxD is not None or mask_BxS is not None:
+                raise NotImplementedError("the KV cache supports causal self-attention only")
             out = self._attend_with_cache(q, k, v, positions_BxT)
         else:
             is_causal = self.causal and context_BxSxD is None

@@ -77,6 +77,8 @@ def run(config, workdir: str, devices=None) -> RunResult:
     check_batch_split(config, sharding.data_parallel_size(mesh))
     data = data_lib.build(config, workdir, jax.process_index(), jax.process_count())
     config = _resolve(config, data)
+    if config.sample_at_end:
+        data.tokenizer.encode(config.sample_at_end)   # an unencodable prompt fails now, not after training
     task = tasks.build(config, models.build(config.model))
     tx, schedule = optim.build(config.optim, config.total_steps)
 
