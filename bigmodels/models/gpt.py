@@ -6,8 +6,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from bigmodels.nn.attention import MultiHeadAttention
+from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
-from bigmodels.nn.initializers import normal
 from bigmodels.nn.mlp import MLP
 from bigmodels.nn.norms import make_norm
 from bigmodels.nn.positions import LearnedPositions
@@ -81,8 +81,8 @@ class GPT(nn.Module):
         if self.tie_embeddings:
             logits = embed.attend(x)
         else:
-            logits = nn.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
-                              kernel_init=normal(0.02, ("embed", "vocab")), name="head")(x)
+            logits = Dense(self.vocab_size, ("embed", "vocab"), use_bias=False,
+                           dtype=self.dtype, name="head")(x)
         return logits.astype(jnp.float32)
 
 

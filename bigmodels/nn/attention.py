@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from bigmodels.nn.initializers import normal, zeros
+from bigmodels.nn.dense import Dense
 from bigmodels.nn.positions import apply_rotary
 
 
@@ -26,10 +26,9 @@ class MultiHeadAttention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def _project(self, x, count, name):
-        return nn.DenseGeneral((count, self.num_heads, self.head_dim), use_bias=self.use_bias,
-                               dtype=self.dtype,
-                               kernel_init=normal(self.init_std, ("embed", "qkv", "heads", "kv")),
-                               bias_init=zeros(("qkv", "heads", "kv")), name=name)(x)
+        return Dense((count, self.num_heads, self.head_dim), ("embed", "qkv", "heads", "kv"),
+                     use_bias=self.use_bias, init_std=self.init_std, dtype=self.dtype,
+                     name=name)(x)
 
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT=None, context_BxSxD=None, mask_BxS=None,
@@ -59,9 +58,8 @@ class MultiHeadAttention(nn.Module):
             mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
             out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
                                                implementation=self.implementation)
-        return nn.DenseGeneral(d, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
-                               kernel_init=normal(self.out_init_std, ("heads", "kv", "embed")),
-                               bias_init=zeros(("embed",)), name="out")(out)
+        return Dense(d, ("heads", "kv", "embed"), in_axes=2, use_bias=self.use_bias,
+                     init_std=self.out_init_std, dtype=self.dtype, name="out")(out)
 
     def _attend_with_cache(self, q, k, v, positions_BxT):
         """Writes k, v at the cache index and attends to every cached position <= query."""

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from bigmodels.nn.initializers import normal, zeros
+from bigmodels.nn.dense import Dense
 
 
 class MLP(nn.Module):
@@ -18,10 +18,8 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x_BxTxD):
         d = x_BxTxD.shape[-1]
-        h = nn.Dense(self.hidden_dim, use_bias=self.use_bias, dtype=self.dtype,
-                     kernel_init=normal(self.init_std, ("embed", "mlp")),
-                     bias_init=zeros(("mlp",)), name="wi")(x_BxTxD)
+        h = Dense(self.hidden_dim, ("embed", "mlp"), use_bias=self.use_bias,
+                  init_std=self.init_std, dtype=self.dtype, name="wi")(x_BxTxD)
         h = jax.nn.gelu(h, approximate=self.approximate_gelu)
-        return nn.Dense(d, use_bias=self.use_bias, dtype=self.dtype,
-                        kernel_init=normal(self.out_init_std, ("mlp", "embed")),
-                        bias_init=zeros(("embed",)), name="wo")(h)
+        return Dense(d, ("mlp", "embed"), use_bias=self.use_bias, init_std=self.out_init_std,
+                     dtype=self.dtype, name="wo")(h)

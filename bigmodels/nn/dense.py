@@ -1,0 +1,74 @@
+"""Dense layers whose weight gradient is fast on XLA:CPU.
+
+`contract(x, w, n_in)` is `jnp.tensordot(x, w, n_in)` with a hand-written backward
+pass. The weight gradient x^T @ g needs one operand transposed. Left alone, XLA:CPU
+transposes the *output gradient* g and fuses the transpose into the fusion that
+produces g (e.g. the GELU backward), which then runs as a strided, unvectorised loop:
+about a quarter of the nanoGPT-sized step. Transposing x explicitly, behind an
+optimisation barrier so XLA cannot fold it back into the dot, keeps the producer of g
+vectorised and costs one plain copy of the (smaller) input. Other backends transpose
+inside their matmul kernels, so there the barrier is left out.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from bigmodels.nn.initializers import normal, zeros
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def contract(x, w, n_in: int):
+    """Contracts the last `n_in` axes of x with the first `n_in` axes of w."""
+    return jnp.tensordot(x, w, axes=n_in)
+
+
+def _contract_fwd(x, w, n_in):
+    return contract(x, w, n_in), (x, w)
+
+
+def _contract_bwd(n_in, residuals, g):
+    x, w = residuals
+    n_batch = x.ndim - n_in
+    batch = tuple(range(n_batch))
+    dx = jnp.tensordot(g, w, axes=(tuple(range(n_batch, g.ndim)), tuple(range(n_in, w.ndim))))
+    if math.prod(x.shape[n_batch:]) <= math.prod(g.shape[n_batch:]):
+        x_t = jnp.transpose(x, tuple(range(n_batch, x.ndim)) + batch)        # in..., batch...
+        dw = jnp.tensordot(x_t, g, axes=(tuple(range(n_in, x.ndim)), batch))
+    else:
+        n_out = g.ndim - n_batch
+        g_t = jnp.transpose(g, tuple(range(n_batch, g.ndim)) + batch)        # out..., batch...
+        dw_t = jnp.tensordot(g_t, x, axes=(tuple(range(n_out, g.ndim)), batch))
+        dw = jnp.transpose(dw_t, tuple(range(n_out, n_out + n_in)) + tuple(range(n_out)))
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+contract.defvjp(_contract_fwd, _contract_bwd)
+
+
+class Dense(nn.Module):
+    """y = x . kernel (+ bias), contracting x's last `in_axes` axes.
+
+    `features` may be a tuple (e.g. (3, heads, head_dim) for a fused QKV projection);
+    `kernel_axes` names every kernel axis for sharding (input axes first).
+    """
+    features: int | tuple
+    kernel_axes: tuple
+    in_axes: int = 1
+    use_bias: bool = True
+    init_std: float = 0.02
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
+        shape = x.shape[x.ndim - self.in_axes:] + features
+        kernel = self.param("kernel", normal(self.init_std, self.kernel_axes), shape)
+        y = contract(x.astype(self.dtype), kernel.astype(self.dtype), self.in_axes)
+        if self.use_bias:
+            bias = self.param("bias", zeros(self.kernel_axes[self.in_axes:]), features)
+            y = y + bias.astype(self.dtype)
+        return y
