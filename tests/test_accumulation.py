@@ -1,7 +1,6 @@
 """Gradient accumulation inside the jitted step equals the full-batch step."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bigmodels import models, optim, sharding, tasks

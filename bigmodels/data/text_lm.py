@@ -3,7 +3,6 @@
 import dataclasses
 import os
 
-import numpy as np
 
 from bigmodels.data import text_files, tokenizers
 from bigmodels.data.windows import window_batches

@@ -1,7 +1,6 @@
 """The training loop: the only place with side effects (I/O, logging, checkpoints)."""
 
 import dataclasses
-import json
 import os
 import sys
 import time
