@@ -4,14 +4,14 @@ import sys
 
 from absl import app, flags
 
-from bigmodels.errors import EXIT_BAD_INPUT, BadInput
+from bigmodels.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, BadInput, RunFailed
 
 
-def fail(message: str) -> None:
-    """One line on stderr, exit code 2, no traceback."""
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """One line on stderr, exit code 2 (or `code`), no traceback."""
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
-    sys.exit(EXIT_BAD_INPUT)
+    sys.exit(code)
 
 
 def _parse_flags(argv):
@@ -26,10 +26,17 @@ def _parse_flags(argv):
 
 
 def run_main(main) -> None:
-    """`app.run(main)` whose flag errors and BadInput exit with code 2 and one line."""
+    """`app.run(main)` with one-line errors and documented exit codes: 2 for flag
+    errors and BadInput, 75 after a SIGTERM (the last step is saved), 1 for RunFailed."""
+    from bigmodels.train.preemption import EXIT_PREEMPTED, Preempted
+
     def guarded(argv):
         try:
             return main(argv)
         except BadInput as e:
             fail(str(e))
+        except Preempted as e:
+            fail(str(e), EXIT_PREEMPTED)
+        except RunFailed as e:
+            fail(str(e), EXIT_RUN_FAILED)
     app.run(guarded, flags_parser=_parse_flags)

@@ -20,6 +20,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.task = "causal_lm"
     c.sample_at_end = ""            # prompt to sample from when training ends ("" = no sample)
     c.sample_tokens = 200
+    c.nan_policy = "stop"           # on a NaN/Inf loss or gradient: stop | skip (the update is dropped either way)
+
+    # Fine-tuning: start from another run's params (fresh optimizer, step 0). A workdir,
+    # a step directory or a params export; ignored when the workdir already holds a run.
+    c.init_from = ""
+    c.init_from_skip = ""           # comma-separated regexes of params to leave freshly initialised
+    c.init_from_rename = ""         # comma-separated old_regex=>new rules for checkpoint names
 
     # Axis sizes of the device mesh; -1 takes whatever devices are left.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -52,6 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
             eval_batches=20,
             tfds_dir="",                # "" = $BIGMODELS_DATA_DIR or ~/.cache/bigmodels/tfds
             max_bytes=0,                # read at most this many bytes of the corpus; 0 = all
+            seq_len=0,                  # tokens per training sequence; 0 = model.context_length
     ))
 
     c.perf = ml_collections.ConfigDict(dict(

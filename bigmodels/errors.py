@@ -5,6 +5,7 @@ The CLI turns it into exit code 2 and a single line on stderr; library users
 """
 
 EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1
 
 
 class BadInput(ValueError):
@@ -14,3 +15,8 @@ class BadInput(ValueError):
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise BadInput(message)
+
+
+class RunFailed(RuntimeError):
+    """Training stopped for a reason the message explains (a failed checkpoint save,
+    a non-finite loss); the CLI prints the message and exits with code 1."""

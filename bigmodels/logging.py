@@ -25,7 +25,7 @@ class MetricsLogger:
         if not self.enabled or not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            keep = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(keep)
@@ -44,6 +44,14 @@ class MetricsLogger:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a metrics line; None for a blank or cut-off line (a kill mid-write)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def format_line(row: dict) -> str:

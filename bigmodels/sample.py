@@ -38,7 +38,7 @@ def main(argv):
         config = ml_collections.ConfigDict(json.load(f))
     tokenizer = tokenizers.load(os.path.join(workdir, text_lm.TOKENIZER_FILE))
     try:
-        params = checkpoint.load_params(workdir)
+        params = checkpoint.load(workdir)
     except FileNotFoundError as e:
         fail(str(e))
     model = models.build(config.model)

@@ -35,7 +35,7 @@ def test_params_load_as_numpy_on_any_topology(corpus, tmp_path):
     config = tiny_lm_config(corpus, total_steps=2, ckpt_every=2)
     config.mesh.update(data=2, fsdp=2, tensor=2)
     result = train.run(config, str(tmp_path))
-    params = checkpoint.load_params(str(tmp_path))
+    params = checkpoint.load(str(tmp_path))
     for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(params)):
         assert isinstance(b, np.ndarray)
         np.testing.assert_array_equal(np.asarray(a), b)

@@ -36,7 +36,7 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
         tokenizer = tokenizers.build(d.tokenizer, splits["train"] + splits["validation"])
     train_ids = tokenizer.encode(splits["train"])
     eval_ids = tokenizer.encode(splits["validation"])
-    window = config.model.context_length + 1
+    window = (d.seq_len or config.model.context_length) + 1
     common = dict(window=window, global_batch=config.batch_size, sampling=d.sampling,
                   process_index=process_index, process_count=process_count)
     train = window_batches(train_ids, seed=config.seed, **common)

@@ -15,5 +15,5 @@ from bigmodels.errors import BadInput
 def build(config, model):
     if config.task == "causal_lm":
         from bigmodels.tasks.causal_lm import CausalLM
-        return CausalLM(model)
+        return CausalLM(model, seq_len=config.data.get("seq_len", 0))
     raise BadInput(f"task: unknown task {config.task!r} (known: causal_lm)")

@@ -16,10 +16,11 @@ def split_window(tokens_BxT1):
 @dataclasses.dataclass(frozen=True)
 class CausalLM:
     model: nn.Module
+    seq_len: int = 0          # training sequence length; 0 = the model's context
 
     @property
     def tokens_per_example(self) -> int:
-        return self.model.context_length
+        return self.seq_len or self.model.context_length
 
     def init(self, rng, batch):
         inputs, _ = split_window(batch["tokens"])
@@ -47,5 +48,5 @@ class CausalLM:
         m = self.model
         lookup_only = ("pos_embed",) + (() if m.tie_embeddings else ("token_embed",))
         n = flops.matmul_param_count(params, lookup_only)
-        return m.context_length * flops.transformer_train_flops_per_token(
-            n, m.num_layers, m.context_length, m.embed_dim)
+        t = self.tokens_per_example
+        return t * flops.transformer_train_flops_per_token(n, m.num_layers, t, m.embed_dim)

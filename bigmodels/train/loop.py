@@ -10,9 +10,11 @@ import numpy as np
 import tqdm
 
 from bigmodels import checkpoint, data as data_lib, flops, models, optim, sharding, tasks
+from bigmodels.errors import RunFailed
 from bigmodels.logging import MetricsLogger
 from bigmodels.train import state as state_lib
-from bigmodels.train.step import make_eval_step, make_train_step
+from bigmodels.train.preemption import Preempted, SigtermWatch
+from bigmodels.train.step import LAYER_NORM_PREFIX, make_eval_step, make_train_step
 from bigmodels.train.validate import check_batch_split, check_config, check_workdir
 
 CONFIG_FILE = "config.json"
@@ -25,6 +27,10 @@ class RunResult:
     config: object
     task: object
     data: object
+
+
+class NonFiniteLoss(RunFailed):
+    """nan_policy=stop and a step produced a NaN or Inf loss or gradient norm."""
 
 
 def _resolve(config, data):
@@ -54,9 +60,12 @@ class StepClock:
         return (time.perf_counter() - self.start) / self.steps
 
 
-def evaluate(eval_step, state, eval_batches, mesh) -> dict:
+def evaluate(eval_step, state, eval_batches, mesh, interrupted=lambda: False) -> dict | None:
+    """Mean eval metrics over `eval_batches`; None if `interrupted()` turns true."""
     sums = {}
     for local in eval_batches:
+        if interrupted():
+            return None
         out = jax.device_get(eval_step(state, sharding.global_batch(local, mesh)))
         for name, (total, weight) in out.items():
             s, w = sums.get(name, (0.0, 0.0))
@@ -64,14 +73,41 @@ def evaluate(eval_step, state, eval_batches, mesh) -> dict:
     return {f"eval/{k}": s / max(w, 1e-12) for k, (s, w) in sums.items()}
 
 
+def _non_finite_message(step: int, metrics: dict, layer_norms: dict) -> str:
+    layers = ", ".join(f"{k[len(LAYER_NORM_PREFIX):]}={float(v):.4g}"
+                       for k, v in sorted(layer_norms.items()))
+    return (f"non-finite loss or gradient at step {step} (loss={float(metrics['loss']):.4g}, "
+            f"grad_norm={float(metrics['grad_norm']):.4g}); the update was not applied; "
+            f"per-layer grad norms: {layers}")
+
+
+def _initial_state(config, task, tx, rng, example, shardings):
+    """A fresh state, with params from `config.init_from` if it names a checkpoint."""
+    state = state_lib.init_state(task, tx, rng, example, shardings)
+    if not config.init_from:
+        return state
+    params, fresh = checkpoint.init_params(config.init_from, state.params, shardings.params,
+                                           config.init_from_skip, config.init_from_rename)
+    kept = f"; freshly initialised: {', '.join(fresh)}" if fresh else ""
+    print(f"initialised params from {config.init_from}{kept}", flush=True)
+    return state.replace(params=params)
+
+
 def run(config, workdir: str, devices=None) -> RunResult:
     """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
-    `devices` (default: all) is the device list the mesh is laid over.
+    `devices` (default: all) is the device list the mesh is laid over. Raises BadInput
+    for bad config or data (nothing in `workdir` changed), Preempted on SIGTERM (after
+    saving), and RunFailed when training cannot go on.
     """
     jax.config.update("jax_threefry_partitionable", True)   # same init on any mesh
     check_config(config)
     check_workdir(workdir)
+    with SigtermWatch(workdir) as sigterm:
+        return _run(config, workdir, devices, sigterm)
+
+
+def _run(config, workdir, devices, sigterm) -> RunResult:
     mesh = sharding.make_mesh(config.mesh, devices)
     check_batch_split(config, sharding.data_parallel_size(mesh))
     data = data_lib.build(config, workdir, jax.process_index(), jax.process_count())
@@ -85,26 +121,28 @@ def run(config, workdir: str, devices=None) -> RunResult:
     example = data.train[0]
     abstract, shardings = state_lib.state_shardings(task, tx, mesh, rng, example)
 
-    # Everything above only read; from here on the workdir is written.
+    # Restoring only reads (a corrupt step is moved aside, never deleted), so a
+    # checkpoint that does not fit the config is refused before anything is written.
+    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
+    train_iter = iter(data.train.to_iter_dataset())
+    start, state = ckpt.restore_latest(
+        checkpoint.abstract_with_shardings(abstract, shardings), train_iter)
+    if start is None:
+        start = 0
+        state = _initial_state(config, task, tx, rng, example, shardings)
+    else:
+        ignored = " (init_from is ignored when resuming)" if config.init_from else ""
+        print(f"resumed from step {start} in {workdir}{ignored}", flush=True)
+    sigterm.deferred = True          # from here on a SIGTERM saves before it exits
+
     primary = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
     if primary:
         with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
             f.write(config.to_json(indent=2))
         data.save(workdir)
-    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
     logger = MetricsLogger(workdir, enabled=primary)
-    train_iter = iter(data.train.to_iter_dataset())
-
-    start = ckpt.latest_step()
-    if start is None:
-        start = 0
-        state = state_lib.init_state(task, tx, rng, example, shardings)
-    else:
-        state = ckpt.restore(start, checkpoint.abstract_with_shardings(abstract, shardings),
-                             train_iter)
+    if start:
         logger.drop_after(start)
-        print(f"resumed from step {start} in {workdir}", flush=True)
 
     batch_shardings = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), example)
     train_step = jax.jit(make_train_step(task, tx, schedule, config.seed,
@@ -119,13 +157,24 @@ def run(config, workdir: str, devices=None) -> RunResult:
     tokens_per_step = task.tokens_per_example * config.batch_size
     eval_metrics = {}
     pending = None               # (step, metrics on device): fetched after the next dispatch
-    window = []                  # train metrics since the last log line
+    window = []                  # finite train metrics since the last log line
     clock = StepClock()
+    saved = start                # the newest step with a checkpoint (or in flight)
 
     def finish_step(step, device_metrics):
-        window.append({f"train/{k}": float(v) for k, v in jax.device_get(device_metrics).items()})
+        host = jax.device_get(device_metrics)
+        layer_norms = {k: host.pop(k) for k in list(host) if k.startswith(LAYER_NORM_PREFIX)}
+        if not host.pop("finite"):
+            message = _non_finite_message(step, host, layer_norms)
+            logger.write(step, {"train/nonfinite": 1.0})
+            if config.nan_policy == "stop":
+                raise NonFiniteLoss(message + "; stopping (nan_policy=stop)")
+            print(f"warning: {message}; going on (nan_policy=skip)", file=sys.stderr,
+                  flush=True)
+        else:
+            window.append({f"train/{k}": float(v) for k, v in host.items()})
         clock.tick()
-        if step % config.log_every == 0 or step == config.total_steps:
+        if (step % config.log_every == 0 or step == config.total_steps) and window:
             row = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
             dt = clock.seconds_per_step()
             if dt:
@@ -136,30 +185,47 @@ def run(config, workdir: str, devices=None) -> RunResult:
             window.clear()
             clock.restart()
 
+    def preempt(step):
+        """Saves `step` synchronously (unless it already is) and stops the run."""
+        if saved != step:
+            ckpt.save(step, state, train_iter)
+        ckpt.wait()
+        raise Preempted(step, workdir)
+
     bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
                     disable=not sys.stdout.isatty(), dynamic_ncols=True)
-    for step in range(start + 1, config.total_steps + 1):
-        batch = sharding.global_batch(next(train_iter), mesh)
-        state, metrics = train_step(state, batch)
-        if pending is not None:
-            finish_step(*pending)
-        pending = (step, metrics)
-        bar.update(1)
-        is_eval = step % config.eval_every == 0 or step == config.total_steps
-        is_ckpt = step % config.ckpt_every == 0 or step == config.total_steps
-        if step == start + 1 or is_eval or is_ckpt:
-            finish_step(*pending)        # hooks see the step's final metrics
-            pending = None
-        if is_eval:
-            eval_metrics = evaluate(eval_step, state, data.eval, mesh)
-            logger.write(step, eval_metrics)
-        if is_ckpt:
-            ckpt.save(step, state, train_iter, force=True)
-        if step == start + 1 or is_eval or is_ckpt:
-            clock.restart()              # compilation, eval and saving are not step time
-    bar.close()
-    ckpt.close()
-    logger.close()
+    try:
+        for step in range(start + 1, config.total_steps + 1):
+            batch = sharding.global_batch(next(train_iter), mesh)
+            state, metrics = train_step(state, batch)
+            if pending is not None:
+                finish_step(*pending)
+            pending = (step, metrics)
+            bar.update(1)
+            is_eval = step % config.eval_every == 0 or step == config.total_steps
+            is_ckpt = step % config.ckpt_every == 0 or step == config.total_steps
+            if step == start + 1 or is_eval or is_ckpt or sigterm.received:
+                finish_step(*pending)        # hooks see the step's final metrics
+                pending = None
+            if sigterm.received:
+                preempt(step)
+            if is_eval:
+                eval_metrics = evaluate(eval_step, state, data.eval, mesh,
+                                        interrupted=lambda: sigterm.received)
+                if eval_metrics is None:
+                    preempt(step)
+                logger.write(step, eval_metrics)
+            if is_ckpt:
+                ckpt.save(step, state, train_iter)
+                saved = step
+            ckpt.poll()                      # a failed background save stops the run here
+            if step == start + 1 or is_eval or is_ckpt:
+                clock.restart()              # compilation, eval and saving are not step time
+        ckpt.wait()
+    finally:
+        bar.close()
+        logger.close()
+        ckpt.close()
 
     if config.sample_at_end and primary:
         from bigmodels.generate import sample_text

@@ -6,6 +6,8 @@ import optax
 
 from bigmodels import optim
 
+LAYER_NORM_PREFIX = "grad_norm/"    # per top-level module; the loop reports them on NaN
+
 
 def _microbatches(batch, n: int):
     """B x ... -> n x B/n x ...; microbatch i takes rows i, i+n, ... so every
@@ -16,7 +18,8 @@ def _microbatches(batch, n: int):
 
 
 def make_train_step(task, tx, schedule, seed: int, grad_accum_steps: int = 1):
-    """Returns step(state, batch) -> (state, metrics). Metrics are scalar means."""
+    """Returns step(state, batch) -> (state, metrics). Metrics are scalar means, plus
+    `finite` (False: the update was skipped) and per-module gradient norms."""
     seed_key = jax.random.key(seed)
 
     def loss_fn(params, model_state, batch, rng):
@@ -47,8 +50,18 @@ def make_train_step(task, tx, schedule, seed: int, grad_accum_steps: int = 1):
         updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                        value=metrics["loss"])
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads),
-                   "lr": optim.current_lr(schedule, opt_state, state.step)}
+        grad_norm = optax.tree.norm(grads)
+        # A non-finite loss or gradient never reaches the state: the update is dropped
+        # here (one select, fused into the update) and the loop applies `nan_policy`.
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        params, opt_state, model_state = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            (params, opt_state, model_state),
+            (state.params, state.opt_state, state.model_state))
+        metrics = {**metrics, "grad_norm": grad_norm, "finite": finite,
+                   "lr": optim.current_lr(schedule, opt_state, state.step),
+                   **{f"{LAYER_NORM_PREFIX}{name}": optax.tree.norm(g)
+                      for name, g in grads.items()}}
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                   model_state=model_state)
         return new_state, metrics

@@ -20,6 +20,13 @@ def check_config(config) -> None:
     if "context_length" in model:
         require(model.context_length > 0,
                 f"model.context_length must be positive, got {model.context_length}")
+        seq_len = config.data.get("seq_len", 0)
+        require(0 <= seq_len <= model.context_length,
+                f"data.seq_len={seq_len} is longer than the model's context "
+                f"(model.context_length={model.context_length})" if seq_len > 0 else
+                f"data.seq_len must be >= 0 (0 = model.context_length), got {seq_len}")
+    require(config.nan_policy in ("stop", "skip"),
+            f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
 
 
 def check_batch_split(config, data_parallel: int) -> None:

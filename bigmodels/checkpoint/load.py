@@ -1,0 +1,122 @@
+"""Reading checkpoints outside the train loop, on any topology, and params-only exports.
+
+    params = bigmodels.checkpoint.load("runs/gpt")                   # host numpy arrays
+    params = bigmodels.checkpoint.load("runs/gpt", shardings=tree)   # onto any mesh
+    bigmodels.checkpoint.export_params("runs/gpt", "runs/gpt-params")
+
+Nothing about the saving mesh is needed: orbax stores global arrays, and each one is
+read straight into the requested sharding (or into numpy). Only array data and JSON
+metadata are read; nothing is unpickled.
+"""
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bigmodels.checkpoint import tree
+from bigmodels.checkpoint.manager import CHECKPOINT_DIR, is_committed
+from bigmodels.errors import BadInput
+
+
+def committed_steps(checkpoints_dir: str) -> list[int]:
+    if not os.path.isdir(checkpoints_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(checkpoints_dir)
+                  if name.isdigit() and is_committed(os.path.join(checkpoints_dir, name)))
+
+
+def latest_step(workdir: str) -> int | None:
+    """The newest committed step in `workdir`, or None."""
+    steps = committed_steps(os.path.join(workdir, CHECKPOINT_DIR))
+    return steps[-1] if steps else None
+
+
+def resolve(path: str, step: int | None = None) -> str:
+    """The pytree directory behind `path`: a workdir (its latest committed step, or
+    `step`), one step directory of it, or a params export."""
+    path = os.path.abspath(path)
+    checkpoints = os.path.join(path, CHECKPOINT_DIR)
+    if os.path.isdir(checkpoints):
+        steps = committed_steps(checkpoints)
+        if step is None and steps:
+            step = steps[-1]
+        if step is None or step not in steps:
+            wanted = "any committed step" if step is None else f"committed step {step}"
+            raise BadInput(f"checkpoint: {checkpoints} holds no {wanted} "
+                           f"(found: {steps or 'none'})")
+        return os.path.join(checkpoints, str(step), "state")
+    if os.path.isdir(os.path.join(path, "state")):
+        return os.path.join(path, "state")
+    if os.path.isfile(os.path.join(path, "_METADATA")):
+        return path
+    raise BadInput(f"checkpoint: no checkpoint at {path!r} (expected a workdir, a step "
+                   f"directory or a params export)")
+
+
+def metadata(path: str, step: int | None = None) -> dict:
+    """{name: metadata with .shape and .dtype} of every array under `path`."""
+    item = resolve(path, step)
+    try:
+        return tree.flatten(ocp.PyTreeCheckpointer().metadata(item).item_metadata)
+    except Exception as e:
+        raise BadInput(f"checkpoint: unreadable metadata in {item}: {e}") from e
+
+
+def restore_flat(path: str, names, step: int | None = None, shardings=None) -> dict:
+    """{name: array} for the given names. `shardings` is None (numpy), one Sharding
+    for all, or a {name: Sharding} dict."""
+    item = resolve(path, step)
+    meta = metadata(path, step)
+    names = list(names)
+    missing = [n for n in names if n not in meta]
+    if missing:
+        raise BadInput(f"checkpoint {item}: no arrays named {tree.listed(missing)}")
+
+    def restore_args(name):
+        s = shardings.get(name) if isinstance(shardings, dict) else shardings
+        if s is None:
+            return ocp.RestoreArgs(restore_type=np.ndarray)
+        return ocp.ArrayRestoreArgs(sharding=s, global_shape=tuple(meta[name].shape))
+
+    target = tree.unflatten({n: np.zeros((), meta[n].dtype) for n in names})
+    args = tree.unflatten({n: restore_args(n) for n in names})
+    restored = ocp.PyTreeCheckpointer().restore(item, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=args, partial_restore=True))
+    return tree.flatten(restored)
+
+
+def load(path: str, step: int | None = None, shardings=None, prefix: str = "params"):
+    """The `prefix` subtree ("params" by default; "" for the whole saved state) of a
+    checkpoint as nested dicts.
+
+    `path` is a workdir, a step directory or a params export. `shardings`: None gives
+    host numpy arrays; one `jax.sharding.Sharding` puts every array on it; a pytree of
+    shardings shaped like the result puts each array on its own.
+    """
+    meta = metadata(path, step)
+    head = prefix + "/" if prefix else ""
+    names = [n for n in meta if n.startswith(head)]
+    if not names:
+        raise BadInput(f"checkpoint {resolve(path, step)}: nothing under {prefix!r}")
+    if shardings is not None and not isinstance(shardings, jax.sharding.Sharding):
+        flat = tree.flatten(shardings)
+        shardings = {head + n: s for n, s in flat.items()}
+        unknown = set(shardings) ^ set(names)
+        if unknown:
+            raise BadInput(f"checkpoint: shardings do not match the checkpoint's arrays: "
+                           f"{tree.listed(unknown)}")
+    flat = restore_flat(path, names, step, shardings)
+    return tree.unflatten({n[len(head):]: a for n, a in flat.items()})
+
+
+def export_params(path: str, out_dir: str, step: int | None = None) -> str:
+    """Writes only the params of `path`'s checkpoint to `out_dir` (no optimizer state,
+    no data state): the artefact to share or to fine-tune from with `init_from`."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir):
+        raise BadInput(f"export: {out_dir} already exists; not overwriting it")
+    params = load(path, step)
+    ocp.PyTreeCheckpointer().save(out_dir, {"params": params})
+    return out_dir

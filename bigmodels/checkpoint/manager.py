@@ -1,0 +1,174 @@
+"""The one checkpoint path of the train loop: orbax, async, keeps the last N.
+
+A checkpoint at step s holds the train state after s updates and the grain iterator
+positioned at batch s, so resuming from it replays the run exactly.
+
+What counts: orbax writes a step into a temporary directory, renames it into place and
+then writes `commit_success.txt`. Only a step directory with that marker whose
+metadata and arrays read back is ever restored. Anything else (a save cut short by a
+kill, a truncated copy) is moved to `<workdir>/checkpoints_rejected/` with a warning
+and the next older step is tried. A checkpoint that reads fine but does not fit the
+config (other shapes or keys) is bad input: nothing is moved and the error lists the
+differences.
+
+A background save that fails is never reported as done: `poll()` after every step and
+`wait()` raise `CheckpointSaveError` as soon as a finished save lacks its marker.
+"""
+
+import os
+import shutil
+import sys
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from bigmodels.checkpoint import tree
+from bigmodels.errors import BadInput, RunFailed
+
+CHECKPOINT_DIR = "checkpoints"
+REJECTED_DIR = "checkpoints_rejected"
+COMMIT_MARKER = "commit_success.txt"
+
+
+class CheckpointSaveError(RunFailed):
+    """A checkpoint save failed; the step it names was not committed."""
+
+    def __init__(self, step: int, reason):
+        super().__init__(f"checkpoint save for step {step} failed: {reason}")
+        self.step = step
+
+
+def is_committed(step_dir: str) -> bool:
+    return os.path.isfile(os.path.join(step_dir, COMMIT_MARKER))
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+class Checkpointer:
+    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+        self.workdir = os.path.abspath(workdir)
+        self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True)    # a kill mid-save leaves a tmp dir behind
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_names=("state", "data"))
+        self.pending = None                  # step of the save in flight, if any
+
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def steps(self) -> list[int]:
+        self.manager.reload()
+        return list(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        committed = [s for s in self.steps() if is_committed(self.step_dir(s))]
+        return max(committed) if committed else None
+
+    # --- saving -------------------------------------------------------------------
+
+    def save(self, step: int, state, data_iterator) -> None:
+        """Starts an async save of `step`; raises if an earlier save failed."""
+        self.poll()
+        if self.pending is not None:         # orbax runs one save at a time
+            self.wait()
+        try:
+            self.manager.save(step, force=True, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=grain.checkpoint.CheckpointSave(data_iterator)))
+        except Exception as e:
+            raise CheckpointSaveError(step, _first_line(e)) from e
+        self.pending = step
+
+    def poll(self) -> int | None:
+        """The step whose save has just committed, if any; raises if it failed."""
+        if self.pending is None or self.manager.is_saving_in_progress():
+            return None
+        return self._confirm()
+
+    def wait(self) -> int | None:
+        """Blocks until the save in flight is committed; returns its step."""
+        if self.pending is None:
+            return None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            step, self.pending = self.pending, None
+            raise CheckpointSaveError(step, _first_line(e)) from e
+        return self._confirm()
+
+    def _confirm(self) -> int:
+        step, self.pending = self.pending, None
+        try:
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise CheckpointSaveError(step, _first_line(e)) from e
+        if not is_committed(self.step_dir(step)):
+            raise CheckpointSaveError(step, f"no {COMMIT_MARKER} in {self.step_dir(step)}")
+        return step
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
+
+    # --- restoring ------------------------------------------------------------------
+
+    def restore_latest(self, abstract_state, data_iterator):
+        """(step, state) from the newest good checkpoint, or (None, None) if there is none.
+
+        Sets `data_iterator` to the restored position in place. Raises BadInput, moving
+        nothing, if a readable checkpoint does not match `abstract_state`.
+        """
+        expected = tree.flatten(abstract_state)
+        for step in sorted(self.steps(), reverse=True):
+            step_dir = self.step_dir(step)
+            if not is_committed(step_dir):
+                self._set_aside(step, f"no {COMMIT_MARKER} (a save that never finished)")
+                continue
+            try:
+                found = tree.flatten(ocp.PyTreeCheckpointer().metadata(
+                    os.path.join(step_dir, "state")).item_metadata)
+            except Exception as e:
+                self._set_aside(step, f"unreadable metadata ({_first_line(e)})")
+                continue
+            diff = tree.shape_diff(expected, found)
+            if diff:
+                raise BadInput(f"checkpoint {step_dir} does not match the config: {diff}")
+            try:
+                restored = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=grain.checkpoint.CheckpointRestore(data_iterator)))
+            except Exception as e:
+                self._set_aside(step, f"unreadable ({_first_line(e)})")
+                continue
+            return step, restored.state
+        return None, None
+
+    def _set_aside(self, step: int, reason: str) -> None:
+        """Moves a bad step out of orbax's sight, keeping it for inspection."""
+        if jax.process_index() == 0:
+            target = os.path.join(self.workdir, REJECTED_DIR, str(step))
+            n = 1
+            while os.path.exists(target):
+                target = os.path.join(self.workdir, REJECTED_DIR, f"{step}.{n}")
+                n += 1
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.move(self.step_dir(step), target)
+            warn(f"checkpoint step {step} is not usable: {reason}; moved to {target}")
+        self.manager.reload()
+
+
+def abstract_with_shardings(abstract_tree, shardings):
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract_tree, shardings)
