@@ -4,11 +4,11 @@ Only params are read: the optimizer state is fresh, the step is 0 and the LR sch
 starts from its beginning. Every model param must come from the checkpoint and every
 checkpoint param must be used, unless
 
-- `init_from_skip` (comma-separated regexes) names it: a skipped model param keeps its
-  fresh initialisation (a new head), a skipped checkpoint param is ignored (an old
-  head); or
-- `init_from_rename` (comma-separated `old_regex=>new` rules, applied to checkpoint
-  names in order) maps it onto a model name.
+- `init_from_rename` (comma-separated `old_regex=>new` rules, applied in order to each
+  checkpoint name) maps it onto a model name; or
+- `init_from_skip` (comma-separated regexes, matched against model names and renamed
+  checkpoint names) names it: a skipped model param keeps its fresh initialisation (a
+  new head), a skipped checkpoint param is ignored (an old head).
 
 Otherwise the error lists the missing and unexpected names and any shape mismatches.
 """
@@ -62,8 +62,15 @@ def init_params(source: str, params, param_shardings, skip: str = "", rename: st
 
     source_names = {}                      # model name -> name in the checkpoint
     for name in meta:
-        if name.startswith(PARAMS) and not skipped(name[len(PARAMS):]):
-            source_names[renamed(name[len(PARAMS):])] = name
+        if not name.startswith(PARAMS):
+            continue
+        new = renamed(name[len(PARAMS):])
+        if skipped(new):
+            continue
+        if new in source_names:
+            raise BadInput(f"init_from_rename: {source_names[new][len(PARAMS):]} and "
+                           f"{name[len(PARAMS):]} both map to {new}")
+        source_names[new] = name
     target = tree.flatten(params)
     wanted = {n: target[n] for n in target if not skipped(n)}
     found = {n: meta[c] for n, c in source_names.items()}

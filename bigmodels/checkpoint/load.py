@@ -80,10 +80,19 @@ def restore_flat(path: str, names, step: int | None = None, shardings=None) -> d
             return ocp.RestoreArgs(restore_type=np.ndarray)
         return ocp.ArrayRestoreArgs(sharding=s, global_shape=tuple(meta[name].shape))
 
-    target = tree.unflatten({n: np.zeros((), meta[n].dtype) for n in names})
-    args = tree.unflatten({n: restore_args(n) for n in names})
-    restored = ocp.PyTreeCheckpointer().restore(item, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=args, partial_restore=True))
+    checkpointer = ocp.PyTreeCheckpointer()
+    if set(names) == set(meta):
+        # Everything: keep the saved containers (lists, tuples) as they are.
+        saved = checkpointer.metadata(item).item_metadata
+        restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(
+            item=saved, restore_args=jax.tree_util.tree_map_with_path(
+                lambda path, _: restore_args(tree.path_name(path)), saved)))
+    else:
+        # A subtree of nested dicts (params): read only those arrays.
+        target = tree.unflatten({n: np.zeros((), meta[n].dtype) for n in names})
+        args = tree.unflatten({n: restore_args(n) for n in names})
+        restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=args, partial_restore=True))
     return tree.flatten(restored)
 
 

@@ -4,8 +4,9 @@ A checkpoint at step s holds the train state after s updates and the grain itera
 positioned at batch s, so resuming from it replays the run exactly.
 
 What counts: orbax writes a step into a temporary directory, renames it into place and
-then writes `commit_success.txt`. Only a step directory with that marker whose
-metadata and arrays read back is ever restored. Anything else (a save cut short by a
+then writes `commit_success.txt`. Once a save is confirmed, the loop adds a manifest of
+every file's size. Only a step directory with the marker, whose files match the
+manifest (when there is one) and whose metadata and arrays read back, is ever restored. Anything else (a save cut short by a
 kill, a truncated copy) is moved to `<workdir>/checkpoints_rejected/` with a warning
 and the next older step is tried. A checkpoint that reads fine but does not fit the
 config (other shapes or keys) is bad input: nothing is moved and the error lists the
@@ -15,6 +16,7 @@ A background save that fails is never reported as done: `poll()` after every ste
 `wait()` raise `CheckpointSaveError` as soon as a finished save lacks its marker.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -29,6 +31,7 @@ from bigmodels.errors import BadInput, RunFailed
 CHECKPOINT_DIR = "checkpoints"
 REJECTED_DIR = "checkpoints_rejected"
 COMMIT_MARKER = "commit_success.txt"
+MANIFEST = "bigmodels_manifest.json"      # {relative path: size in bytes}
 
 
 class CheckpointSaveError(RunFailed):
@@ -41,6 +44,45 @@ class CheckpointSaveError(RunFailed):
 
 def is_committed(step_dir: str) -> bool:
     return os.path.isfile(os.path.join(step_dir, COMMIT_MARKER))
+
+
+def _file_sizes(step_dir: str) -> dict:
+    sizes = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, step_dir)
+            if not rel.startswith(MANIFEST):       # the manifest and its temp file
+                sizes[rel] = os.path.getsize(path)
+    return sizes
+
+
+def write_manifest(step_dir: str) -> None:
+    sizes = _file_sizes(step_dir)
+    tmp = os.path.join(step_dir, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(sizes, f, indent=0, sort_keys=True)
+    os.replace(tmp, os.path.join(step_dir, MANIFEST))
+
+
+def manifest_problem(step_dir: str) -> str | None:
+    """What differs from the step's manifest (a truncated or missing file), if anything.
+    A step without a manifest (killed between commit and manifest) is not judged here."""
+    path = os.path.join(step_dir, MANIFEST)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            expected = json.load(f)
+    except ValueError:
+        return f"{MANIFEST} is not valid JSON"
+    found = _file_sizes(step_dir)
+    for rel, size in sorted(expected.items()):
+        if rel not in found:
+            return f"{rel} is missing"
+        if found[rel] != size:
+            return f"{rel} has {found[rel]} bytes, the manifest says {size}"
+    return None
 
 
 def warn(message: str) -> None:
@@ -114,6 +156,8 @@ class Checkpointer:
             raise CheckpointSaveError(step, _first_line(e)) from e
         if not is_committed(self.step_dir(step)):
             raise CheckpointSaveError(step, f"no {COMMIT_MARKER} in {self.step_dir(step)}")
+        if jax.process_index() == 0:
+            write_manifest(self.step_dir(step))
         return step
 
     def close(self) -> None:
@@ -136,11 +180,17 @@ class Checkpointer:
             if not is_committed(step_dir):
                 self._set_aside(step, f"no {COMMIT_MARKER} (a save that never finished)")
                 continue
+            problem = manifest_problem(step_dir)
+            if problem:
+                self._set_aside(step, f"truncated ({problem})")
+                continue
             try:
                 found = tree.flatten(ocp.PyTreeCheckpointer().metadata(
                     os.path.join(step_dir, "state")).item_metadata)
             except Exception as e:
-                self._set_aside(step, f"unreadable metadata ({_first_line(e)})")
+                found, problem = {}, _first_line(e)
+            if not found:
+                self._set_aside(step, f"unreadable metadata ({problem or 'no arrays'})")
                 continue
             diff = tree.shape_diff(expected, found)
             if diff:

@@ -12,11 +12,15 @@ def _key_name(key) -> str:
     return str(key)
 
 
+def path_name(path) -> str:
+    return "/".join(_key_name(k) for k in path)
+
+
 def flatten(tree) -> dict:
     """{"params/block_0/attn/qkv/kernel": leaf, ...}: the same names for a TrainState,
     a nested dict or orbax's metadata tree of either."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(_key_name(k) for k in path): leaf for path, leaf in leaves}
+    return {path_name(path): leaf for path, leaf in leaves}
 
 
 def unflatten(flat: dict) -> dict:

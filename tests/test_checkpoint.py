@@ -1,0 +1,162 @@
+"""Checkpoints: restore on any topology, only committed steps count, failed saves
+surface, params-only export, and nothing is ever unpickled."""
+
+import glob
+import os
+import pickle
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from bigmodels import checkpoint, models, optim, sharding, tasks, train
+from bigmodels.checkpoint import tree
+from bigmodels.errors import BadInput
+from bigmodels.train import state as state_lib
+from helpers import read_metrics, tiny_lm_config
+
+
+def _config(corpus, **top):
+    config = tiny_lm_config(corpus, **{"total_steps": 4, "ckpt_every": 2,
+                                       "keep_checkpoints": 5, **top})
+    config.mesh.update(data=8, fsdp=1, tensor=1)
+    return config
+
+
+@pytest.fixture(scope="module")
+def base_run(corpus, tmp_path_factory):
+    """A finished 4-step run on mesh (data=8) with checkpoints at steps 2 and 4."""
+    workdir = str(tmp_path_factory.mktemp("base"))
+    return workdir, train.run(_config(corpus), workdir)
+
+
+def _assert_trees_equal(a, b):
+    flat_a, flat_b = tree.flatten(a), tree.flatten(b)
+    assert flat_a.keys() == flat_b.keys()
+    for name in flat_a:
+        np.testing.assert_array_equal(np.asarray(flat_a[name]), np.asarray(flat_b[name]),
+                                      err_msg=name)
+
+
+def test_restore_on_any_topology(base_run):
+    workdir, result = base_run
+    # As plain numpy, with nothing about the saving mesh.
+    as_numpy = checkpoint.load(workdir)
+    assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(as_numpy))
+    _assert_trees_equal(as_numpy, result.state.params)
+
+    # Onto a (data=2, fsdp=4) mesh, each array straight into its new sharding.
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 4, "tensor": 1}, jax.devices())
+    config = result.config
+    tx, _ = optim.build(config.optim, config.total_steps)
+    task = tasks.build(config, models.build(config.model))
+    _, shardings = state_lib.state_shardings(task, tx, mesh, jax.random.key(0),
+                                             result.data.train[0])
+    resharded = checkpoint.load(workdir, shardings=shardings.params)
+    _assert_trees_equal(resharded, result.state.params)
+    for array, wanted in zip(jax.tree.leaves(resharded), jax.tree.leaves(shardings.params)):
+        assert array.sharding == wanted
+    assert any("fsdp" in str(s.spec) for s in jax.tree.leaves(shardings.params))
+
+    # Onto one CPU device.
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    single = checkpoint.load(workdir, shardings=one)
+    _assert_trees_equal(single, result.state.params)
+    assert all(x.sharding == one for x in jax.tree.leaves(single))
+
+    # An older step, and the whole state rather than only params.
+    whole = checkpoint.load(workdir, step=2, prefix="")
+    assert int(whole["step"]) == 2 and "opt_state" in whole
+
+
+def test_planted_truncated_and_uncommitted_steps_are_set_aside(base_run, corpus, tmp_path,
+                                                               capfd):
+    source, _ = base_run
+    workdir = str(tmp_path / "run")
+    shutil.copytree(source, workdir)
+    steps = os.path.join(workdir, "checkpoints")
+    # Step 6: a committed copy of step 4 whose array files were cut in half.
+    shutil.copytree(os.path.join(steps, "4"), os.path.join(steps, "6"))
+    for path in glob.glob(os.path.join(steps, "6", "state", "**", "d", "*"), recursive=True):
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    # Step 8: a save that never finished (no commit marker).
+    shutil.copytree(os.path.join(steps, "4"), os.path.join(steps, "8"))
+    os.remove(os.path.join(steps, "8", checkpoint.COMMIT_MARKER))
+    assert checkpoint.latest_step(workdir) == 6      # the marker alone cannot tell
+
+    config = _config(corpus, total_steps=6)
+    train.run(config, workdir)
+    out, err = capfd.readouterr()
+    assert "resumed from step 4" in out
+    assert "checkpoint step 8 is not usable: no commit_success.txt" in err
+    assert "checkpoint step 6 is not usable: truncated" in err
+    rejected = sorted(os.listdir(os.path.join(workdir, checkpoint.REJECTED_DIR)))
+    assert rejected == ["6", "8"]                    # kept for inspection, not deleted
+    # Steps 5 and 6 were redone from step 4 and equal a clean run's.
+    clean = str(tmp_path / "clean")
+    train.run(config, clean)
+    assert read_metrics(workdir) == read_metrics(clean)
+
+
+def test_a_failed_background_save_stops_the_run(corpus, tmp_path, monkeypatch):
+    class FailingFuture:
+        def result(self, timeout=None):
+            raise OSError("injected write failure")
+
+    handler = ocp.StandardCheckpointHandler
+    original = handler.async_save
+
+    async def failing_async_save(self, *args, **kwargs):
+        return list(await original(self, *args, **kwargs) or []) + [FailingFuture()]
+
+    monkeypatch.setattr(handler, "async_save", failing_async_save)
+    config = _config(corpus, total_steps=6)
+    with pytest.raises(checkpoint.CheckpointSaveError, match="step 2"):
+        train.run(config, str(tmp_path))
+    assert checkpoint.latest_step(str(tmp_path)) is None   # never reported as saved
+    # The loop polls after every step, so it stops before the next save (step 4) ends;
+    # these steps take milliseconds, so the background failure may take a step or two.
+    assert max(read_metrics(str(tmp_path))) <= 4
+
+
+def test_params_export_is_small_and_loads_like_the_run(base_run, tmp_path):
+    workdir, result = base_run
+    out = checkpoint.export_params(workdir, str(tmp_path / "export"))
+
+    def size(d):
+        return sum(os.path.getsize(p) for p in glob.glob(os.path.join(d, "**"), recursive=True)
+                   if os.path.isfile(p))
+
+    full = size(os.path.join(workdir, "checkpoints", "4"))
+    assert size(out) < 0.5 * full                    # adamw keeps two more copies
+    _assert_trees_equal(checkpoint.load(out), result.state.params)
+    with pytest.raises(BadInput, match="already exists"):
+        checkpoint.export_params(workdir, out)
+
+
+def test_a_planted_pickle_is_never_executed(base_run, corpus, tmp_path):
+    source, _ = base_run
+    workdir = str(tmp_path / "run")
+    shutil.copytree(source, workdir)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    payload = pickle.dumps(Payload())
+    step_dir = os.path.join(workdir, "checkpoints", "4")
+    for rel in ("evil.pkl", "state/checkpoint", "state/evil.pickle", "data/state.pkl",
+                "state/d/evil.npy"):
+        with open(os.path.join(step_dir, rel), "wb") as f:
+            f.write(payload)
+    # Restore by every path a user has: resume, load, export, init_from.
+    os.remove(os.path.join(step_dir, checkpoint.manager.MANIFEST))   # keep step 4 eligible
+    train.run(_config(corpus, total_steps=5), workdir)
+    checkpoint.load(step_dir)
+    checkpoint.export_params(step_dir, str(tmp_path / "export"))
+    train.run(_config(corpus, total_steps=1, init_from=step_dir), str(tmp_path / "tuned"))
+    assert not marker.exists()
