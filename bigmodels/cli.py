@@ -28,7 +28,7 @@ def _parse_flags(argv):
 def run_main(main) -> None:
     """`app.run(main)` with one-line errors and documented exit codes: 2 for flag
     errors and BadInput, 75 after a SIGTERM (the last step is saved), 1 for RunFailed."""
-    from bigmodels.train.preemption import EXIT_PREEMPTED, Preempted
+    from bigmodels.preemption import EXIT_PREEMPTED, Preempted
 
     def guarded(argv):
         try:

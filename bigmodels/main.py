@@ -11,6 +11,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from bigmodels.cli import fail, run_main
+from bigmodels.preemption import SigtermWatch
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -39,8 +40,10 @@ def main(argv):
     config = _load_config()
     if not _WORKDIR.value:
         fail("--workdir: no workdir given")
-    from bigmodels import train    # heavy imports after the cheap checks
-    train.run(config, _WORKDIR.value)
+    # SIGTERM from here on exits with EXIT_PREEMPTED, even during the heavy imports.
+    with SigtermWatch(_WORKDIR.value):
+        from bigmodels import train    # heavy imports after the cheap checks
+        train.run(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

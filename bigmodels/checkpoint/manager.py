@@ -118,15 +118,17 @@ class Checkpointer:
 
     # --- saving -------------------------------------------------------------------
 
-    def save(self, step: int, state, data_iterator) -> None:
-        """Starts an async save of `step`; raises if an earlier save failed."""
+    def save(self, step: int, state, data_iterator, metadata: dict | None = None) -> None:
+        """Starts an async save of `step` (with a small JSON `metadata` dict); raises if
+        an earlier save failed."""
         self.poll()
         if self.pending is not None:         # orbax runs one save at a time
             self.wait()
         try:
-            self.manager.save(step, force=True, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=grain.checkpoint.CheckpointSave(data_iterator)))
+            self.manager.save(step, force=True, custom_metadata=metadata or {},
+                              args=ocp.args.Composite(
+                                  state=ocp.args.StandardSave(state),
+                                  data=grain.checkpoint.CheckpointSave(data_iterator)))
         except Exception as e:
             raise CheckpointSaveError(step, _first_line(e)) from e
         self.pending = step
@@ -169,7 +171,8 @@ class Checkpointer:
     # --- restoring ------------------------------------------------------------------
 
     def restore_latest(self, abstract_state, data_iterator):
-        """(step, state) from the newest good checkpoint, or (None, None) if there is none.
+        """(step, state, metadata) from the newest good checkpoint; (None, None, {}) if
+        there is none.
 
         Sets `data_iterator` to the restored position in place. Raises BadInput, moving
         nothing, if a readable checkpoint does not match `abstract_state`.
@@ -202,8 +205,9 @@ class Checkpointer:
             except Exception as e:
                 self._set_aside(step, f"unreadable ({_first_line(e)})")
                 continue
-            return step, restored.state
-        return None, None
+            metadata = self.manager.metadata(step).custom_metadata or {}
+            return step, restored.state, dict(metadata)
+        return None, None, {}
 
     def _set_aside(self, step: int, reason: str) -> None:
         """Moves a bad step out of orbax's sight, keeping it for inspection."""

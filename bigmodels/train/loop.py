@@ -13,11 +13,12 @@ from bigmodels import checkpoint, data as data_lib, flops, models, optim, shardi
 from bigmodels.errors import RunFailed
 from bigmodels.logging import MetricsLogger
 from bigmodels.train import state as state_lib
-from bigmodels.train.preemption import Preempted, SigtermWatch
+from bigmodels.preemption import Preempted, SigtermWatch
 from bigmodels.train.step import LAYER_NORM_PREFIX, make_eval_step, make_train_step
 from bigmodels.train.validate import check_batch_split, check_config, check_workdir
 
 CONFIG_FILE = "config.json"
+EVAL_PENDING = "eval_pending"     # checkpoint metadata: the step's eval still has to run
 
 
 @dataclasses.dataclass
@@ -125,7 +126,7 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     # checkpoint that does not fit the config is refused before anything is written.
     ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
     train_iter = iter(data.train.to_iter_dataset())
-    start, state = ckpt.restore_latest(
+    start, state, saved_metadata = ckpt.restore_latest(
         checkpoint.abstract_with_shardings(abstract, shardings), train_iter)
     if start is None:
         start = 0
@@ -185,12 +186,16 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
             window.clear()
             clock.restart()
 
-    def preempt(step):
+    def preempt(step, eval_pending=False):
         """Saves `step` synchronously (unless it already is) and stops the run."""
         if saved != step:
-            ckpt.save(step, state, train_iter)
+            ckpt.save(step, state, train_iter, metadata={EVAL_PENDING: eval_pending})
         ckpt.wait()
         raise Preempted(step, workdir)
+
+    if saved_metadata.get(EVAL_PENDING):        # a SIGTERM cut this step's eval short
+        eval_metrics = evaluate(eval_step, state, data.eval, mesh)
+        logger.write(start, eval_metrics)
 
     bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
                     disable=not sys.stdout.isatty(), dynamic_ncols=True)
@@ -208,12 +213,12 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
                 finish_step(*pending)        # hooks see the step's final metrics
                 pending = None
             if sigterm.received:
-                preempt(step)
+                preempt(step, eval_pending=is_eval)
             if is_eval:
                 eval_metrics = evaluate(eval_step, state, data.eval, mesh,
                                         interrupted=lambda: sigterm.received)
                 if eval_metrics is None:
-                    preempt(step)
+                    preempt(step, eval_pending=True)
                 logger.write(step, eval_metrics)
             if is_ckpt:
                 ckpt.save(step, state, train_iter)

@@ -15,8 +15,11 @@ import threading
 EXIT_PREEMPTED = 75    # EX_TEMPFAIL: "try again"; rerunning the same command resumes
 
 
-class Preempted(Exception):
-    """The run stopped on SIGTERM; `step` is the checkpointed step (None if none)."""
+class Preempted(BaseException):
+    """The run stopped on SIGTERM; `step` is the checkpointed step (None if none).
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way
+    (ours or a library's) mistakes it for an ordinary error."""
 
     def __init__(self, step: int | None, workdir: str):
         where = f"saved step {step} in {workdir}" if step is not None else "nothing to save yet"

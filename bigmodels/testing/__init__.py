@@ -1,0 +1,1 @@
+"""Helpers for testing bigmodels itself (fault injection on real processes)."""

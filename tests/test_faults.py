@@ -1,0 +1,102 @@
+"""Real processes killed with SIGKILL and SIGTERM at chosen points resume exactly."""
+
+import glob
+import os
+import re
+import signal
+
+import pytest
+
+from bigmodels import checkpoint
+from bigmodels.preemption import EXIT_PREEMPTED
+from bigmodels.testing.faults import (TrainProcess, diverged_steps, last_logged_step,
+                                      saved_state, saving_now, series, state_differences)
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+EVAL_STEP = 20
+
+
+def _args(corpus):
+    return ["--config=experiments/quickstart.py:tiny", f"--config.data.path={corpus}",
+            "--config.sample_at_end=", "--config.total_steps=30", "--config.log_every=1",
+            "--config.ckpt_every=5", f"--config.eval_every={EVAL_STEP}",
+            "--config.keep_checkpoints=20", "--config.data.eval_batches=400"]
+
+
+def _process(corpus, tmp_path, name, env=None):
+    return TrainProcess(_args(corpus), str(tmp_path / name), str(tmp_path / f"{name}-log"),
+                        cwd=ROOT, env=env)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    """The same run, never interrupted."""
+    run = _process(corpus, tmp_path_factory.mktemp("reference"), "run").start()
+    assert run.finish() == 0, run.output()[1][-3000:]
+    return run.workdir
+
+
+def _in_eval(workdir):
+    return EVAL_STEP in series(workdir) and EVAL_STEP not in series(workdir, "eval/loss")
+
+
+def _assert_finishes_like(run, reference):
+    assert run.start().finish() == 0, run.output()[1][-3000:]
+    assert "resumed from step" in run.output()[0]
+    assert diverged_steps(series(run.workdir), series(reference)) == []
+    assert diverged_steps(series(run.workdir, "eval/loss"), series(reference, "eval/loss")) == []
+
+
+def test_kill_9_anywhere_resumes_bit_for_bit(corpus, tmp_path, reference):
+    run = _process(corpus, tmp_path, "killed")
+    w = run.workdir
+    kill_points = {
+        "between saves": lambda: (last_logged_step(w) >= 7 and not saving_now(w)
+                                  and checkpoint.latest_step(w) == 5),
+        "in the middle of an async save": lambda: last_logged_step(w) >= 12 and saving_now(w),
+        "during eval": lambda: _in_eval(w),
+    }
+    for point, condition in kill_points.items():
+        run.start()
+        assert run.wait_until(condition), f"the run ended before {point}"
+        assert run.signal(signal.SIGKILL) == -signal.SIGKILL
+        committed = checkpoint.latest_step(w)
+        assert committed is not None, point
+        # Params, optimizer state, step and data-iterator state equal the reference's.
+        assert state_differences(saved_state(w, committed), saved_state(reference, committed)) == []
+    _assert_finishes_like(run, reference)
+
+
+def test_sigterm_saves_the_last_step_and_exits_75(corpus, tmp_path, reference):
+    run = _process(corpus, tmp_path, "preempted")
+    w = run.workdir
+    for point, condition in {"during a step": lambda: last_logged_step(w) >= 7,
+                             "during eval": lambda: _in_eval(w)}.items():
+        run.start()
+        assert run.wait_until(condition), f"the run ended before {point}"
+        assert run.signal(signal.SIGTERM) == EXIT_PREEMPTED, run.output()[1][-3000:]
+        err = run.output()[1]
+        assert "received SIGTERM" in err and "Traceback" not in err, err[-3000:]
+        saved = int(re.search(r"saved step (\d+)", err).group(1))
+        assert checkpoint.latest_step(w) == saved
+        assert saved >= last_logged_step(w)            # nothing finished was lost
+        if point == "during eval":
+            assert saved == EVAL_STEP
+    _assert_finishes_like(run, reference)
+
+
+def test_sigterm_during_data_warm_up_and_first_compile(corpus, tmp_path, reference):
+    data_dir = tmp_path / "tfds"                        # so that the data is prepared anew
+    run = _process(corpus, tmp_path, "early", env={"BIGMODELS_DATA_DIR": str(data_dir)})
+    w = run.workdir
+    preparing = lambda: bool(glob.glob(str(data_dir / "**" / "*incomplete*"), recursive=True))
+    compiling = lambda: os.path.exists(os.path.join(w, "config.json"))
+    for condition, expected in ((preparing, "nothing to save yet"), (compiling, "saved step 1")):
+        run.start()
+        assert run.wait_until(condition, interval=0.0005)
+        assert run.signal(signal.SIGTERM) == EXIT_PREEMPTED, run.output()[1][-3000:]
+        err = run.output()[1]
+        assert "received SIGTERM" in err and expected in err and "Traceback" not in err, err
+    _assert_finishes_like(run, reference)
