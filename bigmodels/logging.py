@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sys
 
 import tqdm
 
@@ -39,7 +40,8 @@ class MetricsLogger:
             f.write(json.dumps(row) + "\n")
         for key, value in metrics.items():
             self._tb.add_scalar(key, float(value), int(step))
-        tqdm.tqdm.write(format_line(row))
+        tqdm.tqdm.write(format_line(row), file=sys.stdout)
+        sys.stdout.flush()       # so that logs redirected to a file (SLURM, nohup) are live
 
     def close(self) -> None:
         if self._tb is not None:

@@ -55,6 +55,15 @@ CASES = {
     "context longer than data": (lambda t, c: ["--config.model.context_length=100000",
                                                "--config.data.max_bytes=5000"], "data"),
     "unknown optimizer": (lambda t, c: ["--config.optim.name=adamax"], "optim.name"),
+    "a checkpoint from a different model": (lambda t, c: ["--config.model.embed_dim=64"],
+                                            "shape mismatch"),
+    "a checkpoint with other layers": (lambda t, c: ["--config.model.num_layers=2"],
+                                       "missing from checkpoint: "),
+    "a data glob with no matching files": (lambda t, c: [f"--config.data.path={t}/*.nope"],
+                                           "data.path"),
+    "a sequence longer than the context": (lambda t, c: ["--config.data.seq_len=33"],
+                                           "data.seq_len"),
+    "an unknown nan_policy": (lambda t, c: ["--config.nan_policy=ignore"], "nan_policy"),
 }
 
 
@@ -100,3 +109,23 @@ def test_sample_from_a_trained_run(trained_workdir):
                 "--temperature=0", module="bigmodels.sample")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("def ")
+
+
+def test_init_from_nothing(tmp_path, corpus):
+    done = _cli(f"--config={EXPERIMENT}", f"--workdir={tmp_path / 'new'}",
+                f"--config.data.path={corpus}", f"--config.init_from={tmp_path / 'nothing'}")
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "init_from" in lines[0] and "no checkpoint" in lines[0], lines
+    assert not (tmp_path / "new").exists()
+
+
+def test_export_cli(trained_workdir, tmp_path):
+    out = tmp_path / "params"
+    done = _cli(f"--workdir={trained_workdir}", f"--out={out}", module="bigmodels.export")
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = _cli(f"--workdir={trained_workdir}", f"--out={out}", module="bigmodels.export")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    nothing = _cli(f"--workdir={tmp_path / 'none'}", f"--out={tmp_path / 'x'}",
+                   module="bigmodels.export")
+    assert nothing.returncode == 2 and len(nothing.stderr.strip().splitlines()) == 1

@@ -39,16 +39,22 @@ def _renames(text: str) -> list:
     return rules
 
 
+def check_init_source(source: str) -> None:
+    """Raises BadInput naming init_from unless `source` holds a readable checkpoint."""
+    try:
+        load_lib.metadata(source)
+    except BadInput as e:
+        raise BadInput(f"init_from: {e}") from e
+
+
 def init_params(source: str, params, param_shardings, skip: str = "", rename: str = ""):
     """(params with every matched leaf read from `source`, names left as initialised).
 
     `params` is the freshly initialised tree; `param_shardings` its shardings, which
     the loaded arrays are read straight into.
     """
-    try:
-        meta = load_lib.metadata(source)
-    except BadInput as e:
-        raise BadInput(f"init_from: {e}") from e
+    check_init_source(source)
+    meta = load_lib.metadata(source)
     skips = _patterns(skip, "init_from_skip")
     rules = _renames(rename)
 

@@ -124,6 +124,8 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
 
     # Restoring only reads (a corrupt step is moved aside, never deleted), so a
     # checkpoint that does not fit the config is refused before anything is written.
+    if config.init_from and checkpoint.latest_step(workdir) is None:
+        checkpoint.check_init_source(config.init_from)     # before the workdir is created
     ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
     train_iter = iter(data.train.to_iter_dataset())
     start, state, saved_metadata = ckpt.restore_latest(
@@ -163,9 +165,12 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     saved = start                # the newest step with a checkpoint (or in flight)
 
     def finish_step(step, device_metrics):
-        host = jax.device_get(device_metrics)
-        layer_norms = {k: host.pop(k) for k in list(host) if k.startswith(LAYER_NORM_PREFIX)}
+        # Per-layer norms are only fetched when needed: every transfer costs host time.
+        host = jax.device_get({k: v for k, v in device_metrics.items()
+                               if not k.startswith(LAYER_NORM_PREFIX)})
         if not host.pop("finite"):
+            layer_norms = jax.device_get({k: v for k, v in device_metrics.items()
+                                          if k.startswith(LAYER_NORM_PREFIX)})
             message = _non_finite_message(step, host, layer_norms)
             logger.write(step, {"train/nonfinite": 1.0})
             if config.nan_policy == "stop":
