@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.sample_at_end = ""            # prompt to sample from when training ends ("" = no sample)
     c.sample_tokens = 200
     c.nan_policy = "stop"           # on a NaN/Inf loss or gradient: stop | skip (the update is dropped either way)
+    c.nan_skip_limit = 10           # skip: stop anyway after this many non-finite steps in a row
 
     # Fine-tuning: start from another run's params (fresh optimizer, step 0). A workdir,
     # a step directory or a params export; ignored when the workdir already holds a run.

@@ -26,7 +26,8 @@ class MetricsLogger:
         if not self.enabled or not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            keep = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
+            keep = [line.rstrip("\n") + "\n" for line in f
+                    if _step_of(line) is not None and _step_of(line) <= step]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(keep)

@@ -36,7 +36,9 @@ def _load_config():
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.ERROR)   # orbax and TFDS are chatty at INFO and WARNING
+    # Orbax and TFDS log at every level, even tracebacks of errors we report ourselves in
+    # one line (bigmodels.cli); our own messages are printed, not logged.
+    logging.set_verbosity(logging.FATAL)
     config = _load_config()
     if not _WORKDIR.value:
         fail("--workdir: no workdir given")

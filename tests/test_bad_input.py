@@ -20,8 +20,8 @@ def _cli(*args, module="bigmodels.main"):
 
 
 def _snapshot(directory) -> dict:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(pathlib.Path(directory).rglob("*"))}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from bigmodels import checkpoint, models, optim, sharding, tasks, train
 from bigmodels.checkpoint import tree
-from bigmodels.errors import BadInput
+from bigmodels.errors import BadInput, RunFailed
 from bigmodels.train import state as state_lib
 from helpers import read_metrics, tiny_lm_config
 
@@ -114,12 +114,32 @@ def test_a_failed_background_save_stops_the_run(corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(handler, "async_save", failing_async_save)
     config = _config(corpus, total_steps=6)
-    with pytest.raises(checkpoint.CheckpointSaveError, match="step 2"):
+    with pytest.raises(checkpoint.CheckpointSaveError,
+                       match="step 2 failed: OSError: injected write failure"):
         train.run(config, str(tmp_path))
     assert checkpoint.latest_step(str(tmp_path)) is None   # never reported as saved
-    # The loop polls after every step, so it stops before the next save (step 4) ends;
-    # these steps take milliseconds, so the background failure may take a step or two.
+    # The loop polls after every step, but these steps take milliseconds while the
+    # background thread takes longer to fail; at the latest, the next save (step 4)
+    # stops the run before it writes anything.
     assert max(read_metrics(str(tmp_path))) <= 4
+    assert not os.path.exists(os.path.join(str(tmp_path), "checkpoints", "4"))
+
+
+def test_resume_on_another_process_count_finds_the_data_position(base_run, corpus, tmp_path,
+                                                                   capsys):
+    source, _ = base_run
+    workdir = str(tmp_path / "run")
+    shutil.copytree(source, workdir)
+    step_dir = os.path.join(workdir, "checkpoints", "4")
+    os.remove(os.path.join(step_dir, checkpoint.manager.MANIFEST))
+    # As if saved by process 1 of 2: this process's own file does not exist.
+    data = os.path.join(step_dir, "data")
+    os.rename(os.path.join(data, "process_0-of-1.json"), os.path.join(data, "process_1-of-2.json"))
+    train.run(_config(corpus, total_steps=6), workdir)
+    assert "resumed from step 4" in capsys.readouterr().out
+    clean = str(tmp_path / "clean")
+    train.run(_config(corpus, total_steps=6), clean)
+    assert read_metrics(workdir) == read_metrics(clean)
 
 
 def test_params_export_is_small_and_loads_like_the_run(base_run, tmp_path):
@@ -149,14 +169,25 @@ def test_a_planted_pickle_is_never_executed(base_run, corpus, tmp_path):
 
     payload = pickle.dumps(Payload())
     step_dir = os.path.join(workdir, "checkpoints", "4")
-    for rel in ("evil.pkl", "state/checkpoint", "state/evil.pickle", "data/state.pkl",
-                "state/d/evil.npy"):
-        with open(os.path.join(step_dir, rel), "wb") as f:
-            f.write(payload)
-    # Restore by every path a user has: resume, load, export, init_from.
+
+    def plant(*names):
+        for rel in names:
+            with open(os.path.join(step_dir, rel), "wb") as f:
+                f.write(payload)
+
+    # Files orbax does not read: every way a user has of reading the step still works.
+    plant("evil.pkl", "state/evil.pickle", "data/state.pkl", "state/d/evil.npy")
     os.remove(os.path.join(step_dir, checkpoint.manager.MANIFEST))   # keep step 4 eligible
     train.run(_config(corpus, total_steps=5), workdir)
     checkpoint.load(step_dir)
     checkpoint.export_params(step_dir, str(tmp_path / "export"))
     train.run(_config(corpus, total_steps=1, init_from=step_dir), str(tmp_path / "tuned"))
+    # `state/checkpoint` is the name of orbax's legacy single-file format: it is parsed
+    # as msgpack, which refuses the pickle bytes; nothing is executed either way.
+    step_dir = os.path.join(workdir, "checkpoints", "5")           # the latest step
+    plant("state/checkpoint")
+    with pytest.raises(RunFailed, match="could not restore checkpoint"):
+        train.run(_config(corpus, total_steps=6), workdir)
+    with pytest.raises(BadInput, match="unreadable"):
+        checkpoint.load(step_dir)
     assert not marker.exists()

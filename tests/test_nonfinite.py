@@ -39,7 +39,7 @@ def test_stop_halts_at_the_bad_step(corpus, tmp_path, nan_batch_at_step_3):
     assert "per-layer grad norms: block_0=nan" in message
     assert read_metrics(str(tmp_path), "train/nonfinite") == {BAD_STEP: 1.0}
     assert max(read_metrics(str(tmp_path))) == BAD_STEP - 1    # nothing logged after it
-    assert checkpoint.latest_step(str(tmp_path)) <= BAD_STEP   # the last save is good
+    assert checkpoint.latest_step(str(tmp_path)) == BAD_STEP - 1   # the bad step is not saved
     assert all(np.isfinite(a).all() for a in _leaves(checkpoint.load(str(tmp_path))))
 
 

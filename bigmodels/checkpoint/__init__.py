@@ -5,13 +5,14 @@ onto any mesh or into numpy; `export_params` writes a params-only copy;
 `Checkpointer` is what the train loop uses.
 """
 
-from bigmodels.checkpoint.init_from import check_init_source, init_params
+from bigmodels.checkpoint.init_from import init_params
+from bigmodels.checkpoint.init_from import plan as plan_init
 from bigmodels.checkpoint.load import export_params, latest_step, load, metadata, resolve
 from bigmodels.checkpoint.manager import (CHECKPOINT_DIR, COMMIT_MARKER, REJECTED_DIR,
                                           Checkpointer, CheckpointSaveError,
                                           abstract_with_shardings, is_committed)
 
 
-__all__ = ["CHECKPOINT_DIR", "check_init_source", "COMMIT_MARKER", "REJECTED_DIR", "Checkpointer",
+__all__ = ["CHECKPOINT_DIR", "plan_init", "COMMIT_MARKER", "REJECTED_DIR", "Checkpointer",
            "CheckpointSaveError", "abstract_with_shardings", "export_params", "init_params",
            "is_committed", "latest_step", "load", "metadata", "resolve"]

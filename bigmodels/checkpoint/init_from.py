@@ -47,11 +47,11 @@ def check_init_source(source: str) -> None:
         raise BadInput(f"init_from: {e}") from e
 
 
-def init_params(source: str, params, param_shardings, skip: str = "", rename: str = ""):
-    """(params with every matched leaf read from `source`, names left as initialised).
+def plan(source: str, params, skip: str = "", rename: str = "") -> dict:
+    """{model param name: checkpoint array name} for every param to load.
 
-    `params` is the freshly initialised tree; `param_shardings` its shardings, which
-    the loaded arrays are read straight into.
+    `params` may be abstract (shapes only), so a run checks its init_from before it
+    writes anything. Raises BadInput listing every mismatch.
     """
     check_init_source(source)
     meta = load_lib.metadata(source)
@@ -85,11 +85,21 @@ def init_params(source: str, params, param_shardings, skip: str = "", rename: st
         raise BadInput(f"init_from {source}: {diff} (keep params freshly initialised with "
                        f"--config.init_from_skip=<regex>, or map names with "
                        f"--config.init_from_rename=<old regex>=><new>)")
+    return {n: source_names[n] for n in wanted}
 
+
+def init_params(source: str, params, param_shardings, skip: str = "", rename: str = ""):
+    """(params with every matched leaf read from `source`, names left as initialised).
+
+    `params` is the freshly initialised tree; `param_shardings` its shardings, which
+    the loaded arrays are read straight into.
+    """
+    names = plan(source, params, skip, rename)
+    target = tree.flatten(params)
     shardings = tree.flatten(param_shardings)
-    loaded = load_lib.restore_flat(source, [source_names[n] for n in wanted],
-                                   shardings={source_names[n]: shardings[n] for n in wanted})
+    loaded = load_lib.restore_flat(source, list(names.values()),
+                                   shardings={c: shardings[n] for n, c in names.items()})
     merged = dict(target)
-    for n in wanted:
-        merged[n] = loaded[source_names[n]].astype(target[n].dtype)
-    return tree.unflatten(merged), sorted(set(target) - set(wanted))
+    for n, c in names.items():
+        merged[n] = loaded[c].astype(target[n].dtype)
+    return tree.unflatten(merged), sorted(set(target) - set(names))

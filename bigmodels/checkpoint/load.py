@@ -16,7 +16,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bigmodels.checkpoint import tree
-from bigmodels.checkpoint.manager import CHECKPOINT_DIR, is_committed
+from bigmodels.checkpoint.manager import (CHECKPOINT_DIR, COMMIT_MARKER, is_committed,
+                                          manifest_problem, warn)
 from bigmodels.errors import BadInput
 
 
@@ -39,15 +40,26 @@ def resolve(path: str, step: int | None = None) -> str:
     path = os.path.abspath(path)
     checkpoints = os.path.join(path, CHECKPOINT_DIR)
     if os.path.isdir(checkpoints):
-        steps = committed_steps(checkpoints)
-        if step is None and steps:
-            step = steps[-1]
-        if step is None or step not in steps:
-            wanted = "any committed step" if step is None else f"committed step {step}"
+        # Committed steps whose files still match their manifest, newest first.
+        good = [s for s in reversed(committed_steps(checkpoints))
+                if not manifest_problem(os.path.join(checkpoints, str(s)))]
+        if step is None and good:
+            step = good[0]
+            newer = [s for s in committed_steps(checkpoints) if s > step]
+            if newer:
+                warn(f"checkpoint: skipping damaged step(s) {newer} in {checkpoints}; "
+                     f"using step {step}")
+        if step is None or step not in good:
+            wanted = "any intact committed step" if step is None else f"intact committed step {step}"
             raise BadInput(f"checkpoint: {checkpoints} holds no {wanted} "
-                           f"(found: {steps or 'none'})")
+                           f"(intact: {sorted(good) or 'none'})")
         return os.path.join(checkpoints, str(step), "state")
+    if step is not None:
+        raise BadInput(f"checkpoint: a step was given, but {path} is not a workdir")
     if os.path.isdir(os.path.join(path, "state")):
+        problem = (None if is_committed(path) else f"no {COMMIT_MARKER}") or manifest_problem(path)
+        if problem:
+            raise BadInput(f"checkpoint: {path} is not a usable step ({problem})")
         return os.path.join(path, "state")
     if os.path.isfile(os.path.join(path, "_METADATA")):
         return path
@@ -80,6 +92,15 @@ def restore_flat(path: str, names, step: int | None = None, shardings=None) -> d
             return ocp.RestoreArgs(restore_type=np.ndarray)
         return ocp.ArrayRestoreArgs(sharding=s, global_shape=tuple(meta[name].shape))
 
+    try:
+        restored = _restore(item, meta, names, restore_args)
+    except Exception as e:
+        raise BadInput(f"checkpoint {item}: unreadable ({type(e).__name__}: "
+                       f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+    return tree.flatten(restored)
+
+
+def _restore(item, meta, names, restore_args):
     checkpointer = ocp.PyTreeCheckpointer()
     if set(names) == set(meta):
         # Everything: keep the saved containers (lists, tuples) as they are.
@@ -93,7 +114,7 @@ def restore_flat(path: str, names, step: int | None = None, shardings=None) -> d
         args = tree.unflatten({n: restore_args(n) for n in names})
         restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(
             item=target, restore_args=args, partial_restore=True))
-    return tree.flatten(restored)
+    return restored
 
 
 def load(path: str, step: int | None = None, shardings=None, prefix: str = "params"):

@@ -5,10 +5,13 @@ positioned at batch s, so resuming from it replays the run exactly.
 
 What counts: orbax writes a step into a temporary directory, renames it into place and
 then writes `commit_success.txt`. Once a save is confirmed, the loop adds a manifest of
-every file's size. Only a step directory with the marker, whose files match the
-manifest (when there is one) and whose metadata and arrays read back, is ever restored. Anything else (a save cut short by a
-kill, a truncated copy) is moved to `<workdir>/checkpoints_rejected/` with a warning
-and the next older step is tried. A checkpoint that reads fine but does not fit the
+every file's size. Only a step directory with the marker, whose files have the
+manifest's sizes (when there is one) and whose metadata reads back, is ever restored.
+Anything else (a save cut short by a kill, a truncated copy) is moved to
+`<workdir>/checkpoints_rejected/` with a warning and the next older step is tried.
+(Orbax's own temporary directories, left by a kill mid-save, are deleted when the
+manager starts.) A step that passes these checks but fails to restore stops the run
+with the error and moves nothing. A checkpoint that reads fine but does not fit the
 config (other shapes or keys) is bad input: nothing is moved and the error lists the
 differences.
 
@@ -16,6 +19,7 @@ A background save that fails is never reported as done: `poll()` after every ste
 `wait()` raise `CheckpointSaveError` as soon as a finished save lacks its marker.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -23,6 +27,7 @@ import sys
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from bigmodels.checkpoint import tree
@@ -143,16 +148,15 @@ class Checkpointer:
         """Blocks until the save in flight is committed; returns its step."""
         if self.pending is None:
             return None
-        try:
-            self.manager.wait_until_finished()
-        except Exception as e:
-            step, self.pending = self.pending, None
-            raise CheckpointSaveError(step, _first_line(e)) from e
         return self._confirm()
 
     def _confirm(self) -> int:
         step, self.pending = self.pending, None
         try:
+            # Joins orbax's finalize thread (at once if it is done), which re-raises the
+            # background error; orbax itself may already have consumed it from
+            # check_for_errors, so the marker check below is what decides.
+            self.manager.wait_until_finished()
             self.manager.check_for_errors()
         except Exception as e:
             raise CheckpointSaveError(step, _first_line(e)) from e
@@ -162,11 +166,20 @@ class Checkpointer:
             write_manifest(self.step_dir(step))
         return step
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Waits for the save in flight and closes; `quiet` (used while another error
+        propagates) swallows a save error instead of replacing that error."""
         try:
             self.wait()
+        except Exception:
+            if not quiet:
+                raise
         finally:
-            self.manager.close()
+            try:
+                self.manager.close()
+            except Exception:
+                if not quiet:
+                    raise
 
     # --- restoring ------------------------------------------------------------------
 
@@ -198,16 +211,18 @@ class Checkpointer:
             diff = tree.shape_diff(expected, found)
             if diff:
                 raise BadInput(f"checkpoint {step_dir} does not match the config: {diff}")
+            # The step looks intact, so a failure now (out of memory, a flaky network
+            # file system) is not proof of corruption: stop and move nothing.
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    data=grain.checkpoint.CheckpointRestore(data_iterator)))
+                    state=ocp.args.StandardRestore(abstract_state)))
+                _restore_iterator(os.path.join(step_dir, "data"), data_iterator)
             except Exception as e:
-                self._set_aside(step, f"unreadable ({_first_line(e)})")
-                continue
+                raise RunFailed(f"could not restore checkpoint {step_dir}: {_first_line(e)} "
+                                f"(move it away to resume from an older step)") from e
             metadata = self.manager.metadata(step).custom_metadata or {}
-            return step, restored.state, dict(metadata)
-        return None, None, {}
+            return _agreed(step), restored.state, dict(metadata)
+        return _agreed(None), None, {}
 
     def _set_aside(self, step: int, reason: str) -> None:
         """Moves a bad step out of orbax's sight, keeping it for inspection."""
@@ -221,6 +236,33 @@ class Checkpointer:
             shutil.move(self.step_dir(step), target)
             warn(f"checkpoint step {step} is not usable: {reason}; moved to {target}")
         self.manager.reload()
+
+
+def _restore_iterator(data_dir: str, data_iterator) -> None:
+    """Sets the grain iterator to its saved position.
+
+    Every process saves `process_<i>-of-<n>.json`. Our iterators' state is the next
+    global batch index, the same on every process, so a run resumed on another number
+    of processes reads process 0's file when its own does not exist.
+    """
+    own = os.path.join(data_dir, f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+    candidates = [own] if os.path.exists(own) else sorted(
+        glob.glob(os.path.join(data_dir, "process_*-of-*.json")))
+    if not candidates:
+        raise FileNotFoundError(f"no data iterator state in {data_dir}")
+    with open(candidates[0]) as f:
+        data_iterator.set_state(json.load(f))
+
+
+def _agreed(step):
+    """The restored step, checked to be the same on every process."""
+    if jax.process_count() == 1:
+        return step
+    from jax.experimental import multihost_utils
+    steps = multihost_utils.process_allgather(np.array(-1 if step is None else step))
+    if len(set(np.asarray(steps).ravel().tolist())) != 1:
+        raise RunFailed(f"processes would restore different checkpoint steps: {steps}")
+    return step
 
 
 def abstract_with_shardings(abstract_tree, shardings):

@@ -19,6 +19,14 @@ from bigmodels.train.validate import check_batch_split, check_config, check_work
 
 CONFIG_FILE = "config.json"
 EVAL_PENDING = "eval_pending"     # checkpoint metadata: the step's eval still has to run
+METRICS_WINDOW = "metrics_window"   # checkpoint metadata: train metrics not yet logged
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A kill mid-write never leaves a half-written file (sample.py reads config.json)."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 @dataclasses.dataclass
@@ -125,7 +133,9 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     # Restoring only reads (a corrupt step is moved aside, never deleted), so a
     # checkpoint that does not fit the config is refused before anything is written.
     if config.init_from and checkpoint.latest_step(workdir) is None:
-        checkpoint.check_init_source(config.init_from)     # before the workdir is created
+        # Every init_from mismatch is found now, before the workdir is created.
+        checkpoint.plan_init(config.init_from, abstract.params, config.init_from_skip,
+                             config.init_from_rename)
     ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
     train_iter = iter(data.train.to_iter_dataset())
     start, state, saved_metadata = ckpt.restore_latest(
@@ -136,16 +146,14 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     else:
         ignored = " (init_from is ignored when resuming)" if config.init_from else ""
         print(f"resumed from step {start} in {workdir}{ignored}", flush=True)
-    sigterm.deferred = True          # from here on a SIGTERM saves before it exits
+    sigterm.saved_step = start or None
 
     primary = jax.process_index() == 0
     if primary:
-        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            f.write(config.to_json(indent=2))
+        _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         data.save(workdir)
     logger = MetricsLogger(workdir, enabled=primary)
-    if start:
-        logger.drop_after(start)
+    logger.drop_after(start)     # lines after the restored step (or all, from scratch) are redone
 
     batch_shardings = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), example)
     train_step = jax.jit(make_train_step(task, tx, schedule, config.seed,
@@ -160,11 +168,15 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     tokens_per_step = task.tokens_per_example * config.batch_size
     eval_metrics = {}
     pending = None               # (step, metrics on device): fetched after the next dispatch
-    window = []                  # finite train metrics since the last log line
+    # Finite train metrics since the last log line; saved with each checkpoint so that
+    # a resumed run logs the same means as an uninterrupted one.
+    window = list(saved_metadata.get(METRICS_WINDOW, []))
+    skipped_in_a_row = 0
     clock = StepClock()
     saved = start                # the newest step with a checkpoint (or in flight)
 
     def finish_step(step, device_metrics):
+        nonlocal skipped_in_a_row
         # Per-layer norms are only fetched when needed: every transfer costs host time.
         host = jax.device_get({k: v for k, v in device_metrics.items()
                                if not k.startswith(LAYER_NORM_PREFIX)})
@@ -173,11 +185,16 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
                                           if k.startswith(LAYER_NORM_PREFIX)})
             message = _non_finite_message(step, host, layer_norms)
             logger.write(step, {"train/nonfinite": 1.0})
+            skipped_in_a_row += 1
             if config.nan_policy == "stop":
                 raise NonFiniteLoss(message + "; stopping (nan_policy=stop)")
+            if skipped_in_a_row > config.nan_skip_limit:
+                raise NonFiniteLoss(f"{message}; {skipped_in_a_row} steps in a row were "
+                                    f"non-finite (nan_skip_limit={config.nan_skip_limit})")
             print(f"warning: {message}; going on (nan_policy=skip)", file=sys.stderr,
                   flush=True)
         else:
+            skipped_in_a_row = 0
             window.append({f"train/{k}": float(v) for k, v in host.items()})
         clock.tick()
         if (step % config.log_every == 0 or step == config.total_steps) and window:
@@ -194,12 +211,17 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     def preempt(step, eval_pending=False):
         """Saves `step` synchronously (unless it already is) and stops the run."""
         if saved != step:
-            ckpt.save(step, state, train_iter, metadata={EVAL_PENDING: eval_pending})
+            ckpt.save(step, state, train_iter, metadata=save_metadata(eval_pending))
         ckpt.wait()
         raise Preempted(step, workdir)
 
+    def save_metadata(eval_pending=False):
+        return {EVAL_PENDING: eval_pending, METRICS_WINDOW: list(window)}
+
     if saved_metadata.get(EVAL_PENDING):        # a SIGTERM cut this step's eval short
-        eval_metrics = evaluate(eval_step, state, data.eval, mesh)
+        eval_metrics = evaluate(eval_step, state, data.eval, mesh, interrupted=sigterm.agreed)
+        if eval_metrics is None:
+            preempt(start, eval_pending=True)
         logger.write(start, eval_metrics)
 
     bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
@@ -214,28 +236,33 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
             bar.update(1)
             is_eval = step % config.eval_every == 0 or step == config.total_steps
             is_ckpt = step % config.ckpt_every == 0 or step == config.total_steps
-            if step == start + 1 or is_eval or is_ckpt or sigterm.received:
+            stop = sigterm.agreed()
+            if step == start + 1 or is_eval or is_ckpt or stop:
                 finish_step(*pending)        # hooks see the step's final metrics
                 pending = None
-            if sigterm.received:
+            sigterm.deferred = True          # a step finished: a SIGTERM now saves it
+            if stop:
                 preempt(step, eval_pending=is_eval)
             if is_eval:
                 eval_metrics = evaluate(eval_step, state, data.eval, mesh,
-                                        interrupted=lambda: sigterm.received)
+                                        interrupted=sigterm.agreed)
                 if eval_metrics is None:
                     preempt(step, eval_pending=True)
                 logger.write(step, eval_metrics)
             if is_ckpt:
-                ckpt.save(step, state, train_iter)
+                ckpt.save(step, state, train_iter, metadata=save_metadata())
                 saved = step
             ckpt.poll()                      # a failed background save stops the run here
             if step == start + 1 or is_eval or is_ckpt:
                 clock.restart()              # compilation, eval and saving are not step time
-        ckpt.wait()
+    except BaseException:
+        ckpt.close(quiet=True)           # finish a save in flight; keep the first error
+        raise
+    else:
+        ckpt.close()
     finally:
         bar.close()
         logger.close()
-        ckpt.close()
 
     if config.sample_at_end and primary:
         from bigmodels.generate import sample_text
