@@ -12,4 +12,8 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     if config.data.kind == "text":
         from bigmodels.data import text_lm
         return text_lm.build(config, workdir, process_index, process_count)
-    raise BadInput(f"data.kind: unknown data kind {config.data.kind!r} (known: text)")
+    if config.data.kind == "text_classes":
+        from bigmodels.data import text_classes
+        return text_classes.build(config, workdir, process_index, process_count)
+    raise BadInput(f"data.kind: unknown data kind {config.data.kind!r} "
+                   f"(known: text, text_classes)")

@@ -17,7 +17,7 @@ from bigmodels.errors import BadInput
 _INFINITE = 2**62
 
 
-def _rows_for_process(global_batch: int, process_index: int, process_count: int) -> slice:
+def rows_for_process(global_batch: int, process_index: int, process_count: int) -> slice:
     per_process = global_batch // process_count
     return slice(process_index * per_process, (process_index + 1) * per_process)
 
@@ -32,7 +32,7 @@ def window_batches(tokens: np.ndarray, window: int, global_batch: int, seed: int
     if len(tokens) < window + 1:
         raise BadInput(f"data: a split has {len(tokens)} tokens, too few for windows of "
                        f"{window} (lower model.context_length or use more text)")
-    rows = _rows_for_process(global_batch, process_index, process_count)
+    rows = rows_for_process(global_batch, process_index, process_count)
 
     if sampling == "random":
         def make_batch(index, _):

@@ -15,4 +15,11 @@ def build(model_config):
     if model_config.name == "gpt":
         from bigmodels.models.gpt import GPT
         return GPT(**kwargs)
-    raise BadInput(f"model.name: unknown model {model_config.name!r} (known: gpt)")
+    if model_config.name == "rnn":
+        from bigmodels.models.rnn import RNNLM
+        return RNNLM(**kwargs)
+    if model_config.name == "rnn_classifier":
+        from bigmodels.models.rnn import RNNClassifier
+        return RNNClassifier(**kwargs)
+    raise BadInput(f"model.name: unknown model {model_config.name!r} "
+                   f"(known: gpt, rnn, rnn_classifier)")

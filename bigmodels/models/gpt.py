@@ -5,6 +5,8 @@ import math
 import jax.numpy as jnp
 from flax import linen as nn
 
+from bigmodels import flops
+
 from bigmodels.nn.attention import MultiHeadAttention
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
@@ -84,6 +86,13 @@ class GPT(nn.Module):
             logits = Dense(self.vocab_size, ("embed", "vocab"), use_bias=False,
                            dtype=self.dtype, name="head")(x)
         return logits.astype(jnp.float32)
+
+    def train_flops_per_token(self, params, seq_len: int) -> float:
+        """The Transformer formula of bigmodels.flops, over `seq_len` positions."""
+        lookup_only = ("pos_embed",) + (() if self.tie_embeddings else ("token_embed",))
+        n = flops.matmul_param_count(params, lookup_only)
+        return flops.transformer_train_flops_per_token(n, self.num_layers, seq_len,
+                                                       self.embed_dim)
 
 
 def gpt_config(**overrides):

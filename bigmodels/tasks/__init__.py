@@ -7,6 +7,9 @@ Every task implements the same small interface, which is all the trainer knows:
     eval_sums(params, model_state, batch)           -> {metric: (sum, weight)}
     train_flops_per_example(params)                 -> FLOPs of one example, fwd + bwd
     tokens_per_example                              -> for perf/tokens_per_s
+
+and may add `finalize_eval(sums) -> {metric: value}` for metrics that are not ratios of
+sums (macro-F1 from a confusion matrix).
 """
 
 from bigmodels.errors import BadInput
@@ -16,4 +19,7 @@ def build(config, model):
     if config.task == "causal_lm":
         from bigmodels.tasks.causal_lm import CausalLM
         return CausalLM(model, seq_len=config.data.get("seq_len", 0))
-    raise BadInput(f"task: unknown task {config.task!r} (known: causal_lm)")
+    if config.task == "classify":
+        from bigmodels.tasks.classify import Classify
+        return Classify(model, seq_len=config.data.get("seq_len", 0))
+    raise BadInput(f"task: unknown task {config.task!r} (known: causal_lm, classify)")

@@ -6,8 +6,6 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from bigmodels import flops
-
 
 def split_window(tokens_BxT1):
     return tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
@@ -45,8 +43,5 @@ class CausalLM:
         return {"loss": (jnp.sum(losses), n), "accuracy": (jnp.sum(correct), n)}
 
     def train_flops_per_example(self, params) -> float:
-        m = self.model
-        lookup_only = ("pos_embed",) + (() if m.tie_embeddings else ("token_embed",))
-        n = flops.matmul_param_count(params, lookup_only)
         t = self.tokens_per_example
-        return t * flops.transformer_train_flops_per_token(n, m.num_layers, t, m.embed_dim)
+        return t * self.model.train_flops_per_token(params, t)

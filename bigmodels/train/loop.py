@@ -48,6 +48,8 @@ def _resolve(config, data):
     with config.unlocked():
         if "vocab_size" in config.model and config.model.vocab_size <= 0:
             config.model.vocab_size = data.tokenizer.vocab_size
+        if "num_classes" in config.model and config.model.num_classes <= 0:
+            config.model.num_classes = data.num_classes
     return config
 
 
@@ -69,8 +71,10 @@ class StepClock:
         return (time.perf_counter() - self.start) / self.steps
 
 
-def evaluate(eval_step, state, eval_batches, mesh, interrupted=lambda: False) -> dict | None:
-    """Mean eval metrics over `eval_batches`; None if `interrupted()` turns true."""
+def evaluate(eval_step, state, eval_batches, mesh, interrupted=lambda: False,
+             finalize=None) -> dict | None:
+    """Eval metrics over `eval_batches` (sum / weight, or `finalize(sums)` if the task
+    has one); None if `interrupted()` turns true."""
     sums = {}
     for local in eval_batches:
         if interrupted():
@@ -78,8 +82,10 @@ def evaluate(eval_step, state, eval_batches, mesh, interrupted=lambda: False) ->
         out = jax.device_get(eval_step(state, sharding.global_batch(local, mesh)))
         for name, (total, weight) in out.items():
             s, w = sums.get(name, (0.0, 0.0))
-            sums[name] = (s + float(total), w + float(weight))
-    return {f"eval/{k}": s / max(w, 1e-12) for k, (s, w) in sums.items()}
+            sums[name] = (s + np.asarray(total, np.float64), w + float(weight))
+    if finalize is not None:
+        return {f"eval/{k}": float(v) for k, v in finalize(sums).items()}
+    return {f"eval/{k}": float(s / max(w, 1e-12)) for k, (s, w) in sums.items()}
 
 
 def _non_finite_message(step: int, metrics: dict, layer_norms: dict) -> str:
@@ -164,6 +170,7 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     eval_step = jax.jit(make_eval_step(task), in_shardings=(shardings, batch_shardings),
                         out_shardings=sharding.replicated(mesh))
 
+    finalize = getattr(task, "finalize_eval", None)
     flops_per_step = task.train_flops_per_example(abstract.params) * config.batch_size
     tokens_per_step = task.tokens_per_example * config.batch_size
     eval_metrics = {}
@@ -219,7 +226,8 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
         return {EVAL_PENDING: eval_pending, METRICS_WINDOW: list(window)}
 
     if saved_metadata.get(EVAL_PENDING):        # a SIGTERM cut this step's eval short
-        eval_metrics = evaluate(eval_step, state, data.eval, mesh, interrupted=sigterm.agreed)
+        eval_metrics = evaluate(eval_step, state, data.eval, mesh, interrupted=sigterm.agreed,
+                                finalize=finalize)
         if eval_metrics is None:
             preempt(start, eval_pending=True)
         logger.write(start, eval_metrics)
@@ -245,7 +253,7 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
                 preempt(step, eval_pending=is_eval)
             if is_eval:
                 eval_metrics = evaluate(eval_step, state, data.eval, mesh,
-                                        interrupted=sigterm.agreed)
+                                        interrupted=sigterm.agreed, finalize=finalize)
                 if eval_metrics is None:
                     preempt(step, eval_pending=True)
                 logger.write(step, eval_metrics)

@@ -1,0 +1,101 @@
+"""Text classification from local files: each file is one class ("which file is this
+passage from?"), e.g. which standard-library module a snippet of code comes from.
+
+`data.path` is a comma-separated list of files, globs or directories; every file they
+match is one class, named after the file. Each file is split like any corpus (first
+90% train, last 10% validation, as a TFDS dataset) so no validation passage overlaps a
+training one. A passage is a random span of seq_len/2 to seq_len tokens from a random
+class, padded to seq_len; the batch carries its `lengths` so models can mask padding.
+Batch i is a pure function of (seed, i), as for language modelling.
+"""
+
+import dataclasses
+import json
+import os
+
+import grain
+import numpy as np
+
+from bigmodels.data import text_files, tokenizers
+from bigmodels.data.windows import rows_for_process
+from bigmodels.errors import BadInput
+
+CLASSES_FILE = "classes.json"
+_INFINITE = 2**62
+
+
+@dataclasses.dataclass
+class ClassData:
+    tokenizer: object
+    class_names: list
+    train: object          # grain.MapDataset of host-local batches, indexed by step
+    eval: object           # grain.MapDataset of the fixed held-out batches
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def save(self, workdir: str) -> None:
+        tokenizers.save(self.tokenizer, os.path.join(workdir, "tokenizer.json"))
+        with open(os.path.join(workdir, CLASSES_FILE), "w") as f:
+            json.dump(self.class_names, f, indent=1)
+
+
+def class_files(path: str) -> list[str]:
+    files = []
+    for part in filter(None, (p.strip() for p in path.split(","))):
+        files += text_files.resolve_paths(part)
+    files = sorted(set(files))
+    if len(files) < 2:
+        raise BadInput(f"data.path: classification needs at least 2 files (one per class), "
+                       f"{path!r} matches {len(files)}")
+    return files
+
+
+def passage_batches(ids_per_class: list, seq_len: int, global_batch: int, seed: int,
+                    process_index: int = 0, process_count: int = 1,
+                    num_batches: int = _INFINITE) -> grain.MapDataset:
+    """Item i: this process's rows of global batch i: tokens, lengths and labels."""
+    shortest = min(len(ids) for ids in ids_per_class)
+    if shortest < seq_len:
+        raise BadInput(f"data: a class has only {shortest} tokens in a split, fewer than "
+                       f"data.seq_len={seq_len}")
+    rows = rows_for_process(global_batch, process_index, process_count)
+
+    def make_batch(index, _):
+        rng = np.random.default_rng((seed, index))
+        labels = rng.integers(0, len(ids_per_class), size=global_batch)
+        lengths = rng.integers(max(1, seq_len // 2), seq_len + 1, size=global_batch)
+        tokens = np.zeros((global_batch, seq_len), np.int32)
+        for r, (label, length) in enumerate(zip(labels, lengths)):
+            source = ids_per_class[label]
+            start = rng.integers(0, len(source) - length + 1)
+            tokens[r, :length] = source[start:start + length]
+        return {"tokens": tokens[rows], "lengths": lengths[rows].astype(np.int32),
+                "label": labels[rows].astype(np.int32)}
+
+    return grain.MapDataset.range(num_batches).map_with_index(make_batch)
+
+
+def build(config, workdir: str, process_index: int = 0, process_count: int = 1) -> ClassData:
+    d = config.data
+    if config.batch_size % process_count:
+        raise BadInput(f"batch_size={config.batch_size} cannot be split over "
+                       f"{process_count} processes")
+    files = class_files(d.path)
+    splits = [text_files.load_splits(f, d.val_fraction, d.max_bytes, d.tfds_dir) for f in files]
+    tokenizer_path = os.path.join(workdir, "tokenizer.json")
+    if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
+        tokenizer = tokenizers.load(tokenizer_path)
+    else:
+        tokenizer = tokenizers.build(d.tokenizer, b"".join(
+            s["train"] + s["validation"] for s in splits))
+    seq_len = d.seq_len or config.model.context_length
+    common = dict(seq_len=seq_len, global_batch=config.batch_size,
+                  process_index=process_index, process_count=process_count)
+    train = passage_batches([tokenizer.encode(s["train"]) for s in splits],
+                            seed=config.seed, **common)
+    eval_ = passage_batches([tokenizer.encode(s["validation"]) for s in splits],
+                            seed=config.seed + 1_000_003, num_batches=d.eval_batches, **common)
+    names = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    return ClassData(tokenizer, names, train, eval_)

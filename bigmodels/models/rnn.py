@@ -1,0 +1,128 @@
+"""Recurrent language model: token embedding -> stacked LSTM or GRU -> vocabulary.
+
+It has the GPT's interface (`__call__(tokens, positions, train, decode)`), so the
+causal_lm task, the trainer and `bigmodels.generate` serve it unchanged. With
+`decode=True` the per-layer carries live in the `cache` collection: a prompt is run
+once, then each new token advances the carries by one step.
+"""
+
+import jax.numpy as jnp
+import ml_collections
+from flax import linen as nn
+
+from bigmodels import flops
+from bigmodels.nn.dense import Dense
+from bigmodels.nn.embed import Embed
+from bigmodels.nn.recurrent import RecurrentStack
+
+
+class RNNLM(nn.Module):
+    vocab_size: int
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 1
+    cell: str = "lstm"              # lstm | gru
+    dropout: float = 0.0
+    context_length: int = 128       # training window; decoding is not limited by it
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens_BxT, positions_BxT=None, train: bool = False,
+                 decode: bool = False):
+        """Returns next-token logits (float32) of shape B x T x vocab."""
+        x = Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="token_embed")(
+            tokens_BxT)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        stack = RecurrentStack(self.cell, self.hidden_dim, self.num_layers, dropout=self.dropout,
+                               dtype=self.dtype, name="rnn")
+        if decode:
+            x = self._decode(stack, x)
+        else:
+            x, _ = stack(x, train=train)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        logits = Dense(self.vocab_size, ("embed", "vocab"), dtype=self.dtype, name="head")(x)
+        return logits.astype(jnp.float32)
+
+    def _decode(self, stack, x_BxTxD):
+        """Runs from the cached carries and stores the new ones (init only allocates)."""
+        is_initialized = self.has_variable("cache", "carries")
+        h = jnp.zeros((x_BxTxD.shape[0], self.hidden_dim), self.dtype)
+        layer = (h, h) if self.cell == "lstm" else h           # an LSTM carries (c, h)
+        cache = self.variable("cache", "carries", lambda: (layer,) * self.num_layers)
+        out, carries = stack(x_BxTxD, initial_carries=cache.value)
+        if is_initialized:
+            cache.value = carries
+        return out
+
+    def train_flops_per_token(self, params, seq_len: int) -> float:
+        """6 FLOPs per matmul parameter (the gate kernels, recurrent kernels, head)."""
+        return 6.0 * flops.matmul_param_count(params, lookup_only=("token_embed",))
+
+
+class RNNClassifier(nn.Module):
+    """Embedding -> (bi)LSTM/GRU stack -> mean over the valid positions -> class logits."""
+    vocab_size: int
+    num_classes: int
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    num_layers: int = 1
+    cell: str = "lstm"
+    bidirectional: bool = True
+    dropout: float = 0.0
+    context_length: int = 128       # the longest passage
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens_BxT, lengths_B=None, train: bool = False):
+        if lengths_B is None:
+            lengths_B = jnp.full(tokens_BxT.shape[:1], tokens_BxT.shape[1], jnp.int32)
+        x = Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="token_embed")(
+            tokens_BxT)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        h, _ = RecurrentStack(self.cell, self.hidden_dim, self.num_layers, self.bidirectional,
+                              self.dropout, self.dtype, name="rnn")(x, lengths_B, train)
+        # Padded positions are zero, so the sum over T is the sum over valid positions.
+        pooled = h.sum(axis=1) / jnp.maximum(lengths_B, 1)[:, None].astype(h.dtype)
+        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
+        logits = Dense(self.num_classes, ("embed", "vocab"), dtype=self.dtype,
+                       name="head")(pooled)
+        return logits.astype(jnp.float32)
+
+    def train_flops_per_token(self, params, seq_len: int) -> float:
+        return 6.0 * flops.matmul_param_count(params, lookup_only=("token_embed",))
+
+
+def rnn_classifier_config(**overrides):
+    """The `config.model` of a recurrent sequence classifier."""
+    model = ml_collections.ConfigDict(dict(
+        name="rnn_classifier",
+        vocab_size=0,              # 0 = take it from the tokenizer
+        num_classes=0,             # 0 = take it from the data
+        embed_dim=128,
+        hidden_dim=256,
+        num_layers=1,
+        cell="lstm",               # lstm | gru
+        bidirectional=True,
+        dropout=0.0,
+        context_length=128,        # the longest passage (data.seq_len defaults to it)
+        dtype="float32",
+    ))
+    model.update(overrides)
+    return model
+
+
+def rnn_config(**overrides):
+    """The `config.model` of a recurrent LM; experiment files override what they change."""
+    model = ml_collections.ConfigDict(dict(
+        name="rnn",
+        vocab_size=0,              # 0 = take it from the tokenizer
+        embed_dim=256,
+        hidden_dim=512,
+        num_layers=1,
+        cell="lstm",               # lstm | gru
+        dropout=0.0,
+        context_length=128,        # training window (truncated backpropagation through time)
+        dtype="float32",
+    ))
+    model.update(overrides)
+    return model

@@ -1,0 +1,35 @@
+"""A character-level LSTM language model on a text file (e.g. Tiny Shakespeare).
+
+One LSTM layer of 512 units over 128-dim character embeddings, trained with truncated
+backpropagation through time on random 64-character windows (the same data pipeline,
+trainer and sampler as the GPTs).
+
+    python -m bigmodels.main --config=experiments/lstm_lm.py --workdir=runs/lstm_lm \
+        --config.data.path=../shared/data/tinyshakespeare.txt
+
+`--config.model.cell=gru` trains a GRU instead.
+"""
+
+from bigmodels.config import base_config
+from bigmodels.models.rnn import rnn_config
+
+
+def get_config(arg: str = ""):
+    c = base_config()
+    c.total_steps = 1000
+    c.batch_size = 32
+    c.log_every = 100
+    c.eval_every = 250
+    c.ckpt_every = 500
+    c.sample_at_end = "\n"
+    c.model = rnn_config(cell="lstm", embed_dim=128, hidden_dim=512, num_layers=1,
+                         context_length=64)
+    c.optim.update(name="adam", lr=3e-3, schedule="warmup_cosine", warmup_steps=50,
+                   min_lr=3e-4, clip_norm=1.0)
+    c.data.tokenizer = "char"
+    c.data.eval_batches = 20
+    if arg == "tiny":
+        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        c.sample_tokens, c.data.eval_batches = 16, 2
+        c.model.update(embed_dim=16, hidden_dim=32, context_length=16)
+    return c
