@@ -9,10 +9,8 @@ masks the padding. Reports eval/accuracy and eval/f1 (macro).
 Any files work as classes: `--config.data.path=a.txt,b.txt,...` (one class per file).
 """
 
-import os
-import sysconfig
-
 from bigmodels.config import base_config
+from bigmodels.data.text_classes import stdlib_modules
 from bigmodels.models.rnn import rnn_classifier_config
 
 MODULES = ("argparse", "tarfile", "smtplib", "turtle", "pydoc", "inspect")
@@ -30,9 +28,8 @@ def get_config(arg: str = ""):
                                     bidirectional=True, context_length=128)
     c.optim.update(name="adam", lr=5e-3, schedule="warmup_cosine", warmup_steps=30,
                    min_lr=3e-4, clip_norm=1.0)
-    stdlib = sysconfig.get_paths()["stdlib"]
     c.data.kind = "text_classes"
-    c.data.path = ",".join(os.path.join(stdlib, m + ".py") for m in MODULES)
+    c.data.path = stdlib_modules(*MODULES)
     c.data.tokenizer = "char"
     c.data.eval_batches = 20
     if arg == "tiny":

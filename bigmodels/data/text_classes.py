@@ -12,6 +12,7 @@ Batch i is a pure function of (seed, i), as for language modelling.
 import dataclasses
 import json
 import os
+import sysconfig
 
 import grain
 import numpy as np
@@ -39,6 +40,12 @@ class ClassData:
         tokenizers.save(self.tokenizer, os.path.join(workdir, "tokenizer.json"))
         with open(os.path.join(workdir, CLASSES_FILE), "w") as f:
             json.dump(self.class_names, f, indent=1)
+
+
+def stdlib_modules(*names: str) -> str:
+    """A `data.path` whose classes are modules of Python's own standard library."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return ",".join(os.path.join(stdlib, name + ".py") for name in names)
 
 
 def class_files(path: str) -> list[str]:

@@ -15,6 +15,9 @@ def build(model_config):
     if model_config.name == "gpt":
         from bigmodels.models.gpt import GPT
         return GPT(**kwargs)
+    if model_config.name == "gpt_classifier":
+        from bigmodels.models.gpt import GPTClassifier
+        return GPTClassifier(**kwargs)
     if model_config.name == "rnn":
         from bigmodels.models.rnn import RNNLM
         return RNNLM(**kwargs)
@@ -22,4 +25,4 @@ def build(model_config):
         from bigmodels.models.rnn import RNNClassifier
         return RNNClassifier(**kwargs)
     raise BadInput(f"model.name: unknown model {model_config.name!r} "
-                   f"(known: gpt, rnn, rnn_classifier)")
+                   f"(known: gpt, gpt_classifier, rnn, rnn_classifier)")

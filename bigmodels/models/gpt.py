@@ -65,6 +65,21 @@ class GPT(nn.Module):
     def __call__(self, tokens_BxT, positions_BxT=None, train: bool = False,
                  decode: bool = False):
         """Returns next-token logits (float32) of shape B x T x vocab."""
+        x, embed = self.hidden_states(tokens_BxT, positions_BxT, train, decode)
+        if self.tie_embeddings:
+            logits = embed.attend(x)
+        else:
+            logits = Dense(self.vocab_size, ("embed", "vocab"), use_bias=False,
+                           dtype=self.dtype, name="head")(x)
+        return logits.astype(jnp.float32)
+
+    def hidden_states(self, tokens_BxT, positions_BxT=None, train: bool = False,
+                      decode: bool = False):
+        """(final normalised hidden states B x T x D, the token embedding module).
+
+        Called from a compact method, so its submodules (and param names) are the
+        model's own: a subclass with another head shares every backbone name.
+        """
         if positions_BxT is None:
             positions_BxT = jnp.broadcast_to(jnp.arange(tokens_BxT.shape[1]), tokens_BxT.shape)
         embed = Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="token_embed")
@@ -79,18 +94,37 @@ class GPT(nn.Module):
                       self.attention_impl, self.approximate_gelu, self.dtype,
                       name=f"block_{i}")(
                           x, positions_BxT, train, decode)
-        x = make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x)
-        if self.tie_embeddings:
-            logits = embed.attend(x)
-        else:
-            logits = Dense(self.vocab_size, ("embed", "vocab"), use_bias=False,
-                           dtype=self.dtype, name="head")(x)
-        return logits.astype(jnp.float32)
+        return make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x), embed
 
     def train_flops_per_token(self, params, seq_len: int) -> float:
         """The Transformer formula of bigmodels.flops, over `seq_len` positions."""
         lookup_only = ("pos_embed",) + (() if self.tie_embeddings else ("token_embed",))
         n = flops.matmul_param_count(params, lookup_only)
+        return flops.transformer_train_flops_per_token(n, self.num_layers, seq_len,
+                                                       self.embed_dim)
+
+
+class GPTClassifier(GPT):
+    """A GPT whose head reads the last valid token and predicts a class.
+
+    The backbone's param names are the GPT's, so `init_from=<a GPT LM run>` with
+    `init_from_skip=^(classifier|head)/` fine-tunes a pretrained LM as a classifier.
+    """
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, tokens_BxT, lengths_B=None, train: bool = False):
+        if lengths_B is None:
+            lengths_B = jnp.full(tokens_BxT.shape[:1], tokens_BxT.shape[1], jnp.int32)
+        x, _ = self.hidden_states(tokens_BxT, train=train)
+        # Causal attention: the last valid token has read the whole passage.
+        last = jnp.take_along_axis(x, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
+        logits = Dense(self.num_classes, ("embed", "vocab"), dtype=self.dtype,
+                       name="classifier")(last)
+        return logits.astype(jnp.float32)
+
+    def train_flops_per_token(self, params, seq_len: int) -> float:
+        n = flops.matmul_param_count(params, ("pos_embed", "token_embed"))   # lookups only
         return flops.transformer_train_flops_per_token(n, self.num_layers, seq_len,
                                                        self.embed_dim)
 
