@@ -60,7 +60,6 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
         grid = mesh_utils.create_device_mesh(shape, devices)
     except (ValueError, NotImplementedError, AssertionError):
         grid = np.asarray(devices).reshape(shape)   # device subsets with no known topology
-        grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
 
 

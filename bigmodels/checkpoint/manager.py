@@ -117,10 +117,6 @@ class Checkpointer:
         self.manager.reload()
         return list(self.manager.all_steps())
 
-    def latest_step(self) -> int | None:
-        committed = [s for s in self.steps() if is_committed(self.step_dir(s))]
-        return max(committed) if committed else None
-
     # --- saving -------------------------------------------------------------------
 
     def save(self, step: int, state, data_iterator, metadata: dict | None = None) -> None:
