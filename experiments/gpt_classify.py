@@ -11,10 +11,10 @@ quickstart GPT, so it can start from a quickstart run:
 """
 
 from bigmodels.config import base_config
-from bigmodels.data.text_classes import stdlib_modules
+from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.gpt import gpt_config
 
-MODULES = ("argparse", "tarfile", "smtplib", "turtle", "pydoc", "inspect")
+MODULES = STDLIB_CLASSES
 
 
 def get_config(arg: str = ""):

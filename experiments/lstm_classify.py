@@ -10,10 +10,10 @@ Any files work as classes: `--config.data.path=a.txt,b.txt,...` (one class per f
 """
 
 from bigmodels.config import base_config
-from bigmodels.data.text_classes import stdlib_modules
+from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.rnn import rnn_classifier_config
 
-MODULES = ("argparse", "tarfile", "smtplib", "turtle", "pydoc", "inspect")
+MODULES = STDLIB_CLASSES
 
 
 def get_config(arg: str = ""):

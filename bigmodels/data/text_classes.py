@@ -42,6 +42,10 @@ class ClassData:
             json.dump(self.class_names, f, indent=1)
 
 
+# The offline "which module is this passage from?" task of lstm_classify and gpt_classify.
+STDLIB_CLASSES = ("argparse", "tarfile", "smtplib", "turtle", "pydoc", "inspect")
+
+
 def stdlib_modules(*names: str) -> str:
     """A `data.path` whose classes are modules of Python's own standard library."""
     stdlib = sysconfig.get_paths()["stdlib"]
