@@ -25,7 +25,7 @@ def test_experiment_runs_tiny(path, tmp_path, corpus, capsys):
     module = _load(path)
     assert "python -m bigmodels.main" in module.__doc__, "docstring must hold the command"
     config = module.get_config("tiny")
-    if not config.data.path:
+    if not config.data.path and config.data.kind in ("text", "text_classes"):
         config.data.path = corpus
     result = train.run(config, str(tmp_path))
     losses = read_metrics(str(tmp_path))

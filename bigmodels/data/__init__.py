@@ -6,14 +6,17 @@
 """
 
 from bigmodels.errors import BadInput
+from bigmodels.models import load
+
+# data.kind -> "module:function" with the signature of `build` below.
+KINDS = {
+    "text": "bigmodels.data.text_lm:build",
+    "text_classes": "bigmodels.data.text_classes:build",
+}
 
 
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
-    if config.data.kind == "text":
-        from bigmodels.data import text_lm
-        return text_lm.build(config, workdir, process_index, process_count)
-    if config.data.kind == "text_classes":
-        from bigmodels.data import text_classes
-        return text_classes.build(config, workdir, process_index, process_count)
-    raise BadInput(f"data.kind: unknown data kind {config.data.kind!r} "
-                   f"(known: text, text_classes)")
+    if config.data.kind not in KINDS:
+        raise BadInput(f"data.kind: unknown data kind {config.data.kind!r} "
+                       f"(known: {', '.join(KINDS)})")
+    return load(KINDS[config.data.kind])(config, workdir, process_index, process_count)

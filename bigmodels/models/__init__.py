@@ -1,28 +1,34 @@
 """Model families, one file each. `build(config.model)` picks one by name."""
 
+import importlib
+
 import jax.numpy as jnp
 
 from bigmodels.errors import BadInput
 
+# model.name -> "module:Class", imported only when used.
+MODELS = {
+    "gpt": "bigmodels.models.gpt:GPT",
+    "gpt_classifier": "bigmodels.models.gpt:GPTClassifier",
+    "rnn": "bigmodels.models.rnn:RNNLM",
+    "rnn_classifier": "bigmodels.models.rnn:RNNClassifier",
+}
+
+
+def load(spec: str):
+    """"package.module:Name" -> the object it names."""
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def build(model_config):
     """Instantiates the Linen module named by `model_config.name`."""
+    if model_config.name not in MODELS:
+        raise BadInput(f"model.name: unknown model {model_config.name!r} "
+                       f"(known: {', '.join(MODELS)})")
     kwargs = {k: v for k, v in model_config.items() if k != "name"}
     if "dtype" in kwargs:
         kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
     if kwargs.get("attention_impl", None) == "":
         kwargs["attention_impl"] = None
-    if model_config.name == "gpt":
-        from bigmodels.models.gpt import GPT
-        return GPT(**kwargs)
-    if model_config.name == "gpt_classifier":
-        from bigmodels.models.gpt import GPTClassifier
-        return GPTClassifier(**kwargs)
-    if model_config.name == "rnn":
-        from bigmodels.models.rnn import RNNLM
-        return RNNLM(**kwargs)
-    if model_config.name == "rnn_classifier":
-        from bigmodels.models.rnn import RNNClassifier
-        return RNNClassifier(**kwargs)
-    raise BadInput(f"model.name: unknown model {model_config.name!r} "
-                   f"(known: gpt, gpt_classifier, rnn, rnn_classifier)")
+    return load(MODELS[model_config.name])(**kwargs)

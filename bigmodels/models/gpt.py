@@ -1,48 +1,15 @@
 """GPT: a decoder-only Transformer language model (pre-norm, causal self-attention)."""
 
-import math
-
 import jax.numpy as jnp
 from flax import linen as nn
 
 from bigmodels import flops
 
-from bigmodels.nn.attention import MultiHeadAttention
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
-from bigmodels.nn.mlp import MLP
 from bigmodels.nn.norms import make_norm
 from bigmodels.nn.positions import LearnedPositions
-
-
-class Block(nn.Module):
-    """x + Attn(Norm(x)), then x + MLP(Norm(x)), with residual dropout."""
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    norm: str
-    use_bias: bool
-    rotary: bool
-    dropout: float
-    attention_impl: str | None
-    approximate_gelu: bool
-    dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x_BxTxD, positions_BxT, train: bool, decode: bool = False):
-        d = x_BxTxD.shape[-1]
-        # GPT-2: scale the init of projections into the residual stream by 1/sqrt(2L).
-        out_std = 0.02 / math.sqrt(2 * self.num_layers)
-        h = make_norm(self.norm, self.use_bias, self.dtype, name="attn_norm")(x_BxTxD)
-        h = MultiHeadAttention(self.num_heads, d // self.num_heads, use_bias=self.use_bias,
-                               rotary=self.rotary, out_init_std=out_std,
-                               implementation=self.attention_impl, dtype=self.dtype,
-                               name="attn")(h, positions_BxT, decode=decode)
-        x_BxTxD = x_BxTxD + nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = make_norm(self.norm, self.use_bias, self.dtype, name="mlp_norm")(x_BxTxD)
-        h = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=out_std,
-                approximate_gelu=self.approximate_gelu, dtype=self.dtype, name="mlp")(h)
-        return x_BxTxD + nn.Dropout(self.dropout, deterministic=not train)(h)
+from bigmodels.nn.transformer import TransformerBlock
 
 
 class GPT(nn.Module):
@@ -89,11 +56,11 @@ class GPT(nn.Module):
                 x, positions_BxT)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         for i in range(self.num_layers):
-            x = Block(self.num_heads, self.mlp_ratio * self.embed_dim, self.num_layers,
-                      self.norm, self.use_bias, self.positions == "rotary", self.dropout,
-                      self.attention_impl, self.approximate_gelu, self.dtype,
-                      name=f"block_{i}")(
-                          x, positions_BxT, train, decode)
+            x = TransformerBlock(
+                self.num_heads, self.mlp_ratio * self.embed_dim, self.num_layers, self.norm,
+                self.use_bias, self.positions == "rotary", self.dropout, self.attention_impl,
+                self.approximate_gelu, causal=True, dtype=self.dtype, name=f"block_{i}")(
+                    x, positions_BxT, train, decode)
         return make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x), embed
 
     def train_flops_per_token(self, params, seq_len: int) -> float:

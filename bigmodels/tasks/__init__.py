@@ -13,13 +13,20 @@ sums (macro-F1 from a confusion matrix).
 """
 
 from bigmodels.errors import BadInput
+from bigmodels.models import load
+
+# config.task -> "module:Class". A Class with a `from_config(config, model)` classmethod
+# reads its own options; the others are built as Class(model, seq_len=data.seq_len).
+TASKS = {
+    "causal_lm": "bigmodels.tasks.causal_lm:CausalLM",
+    "classify": "bigmodels.tasks.classify:Classify",
+}
 
 
 def build(config, model):
-    if config.task == "causal_lm":
-        from bigmodels.tasks.causal_lm import CausalLM
-        return CausalLM(model, seq_len=config.data.get("seq_len", 0))
-    if config.task == "classify":
-        from bigmodels.tasks.classify import Classify
-        return Classify(model, seq_len=config.data.get("seq_len", 0))
-    raise BadInput(f"task: unknown task {config.task!r} (known: causal_lm, classify)")
+    if config.task not in TASKS:
+        raise BadInput(f"task: unknown task {config.task!r} (known: {', '.join(TASKS)})")
+    cls = load(TASKS[config.task])
+    if hasattr(cls, "from_config"):
+        return cls.from_config(config, model)
+    return cls(model, seq_len=config.data.get("seq_len", 0))
