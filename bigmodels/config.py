@@ -47,6 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
             l2=0.0,                     # coupled L2: l2 * w added to the gradient, on matrices only
             l1=0.0,                     # L1: l1 * sign(w) added to the gradient, on matrices only
             clip_norm=0.0,              # global-norm clipping; 0 = off
+            freeze="",                  # comma-separated regexes of params never updated
+            lr_multipliers="",          # "regex=factor,...": per-group LR scale, first match wins
             plateau_factor=0.5, plateau_patience=10, plateau_cooldown=0,
             plateau_rtol=1e-4, plateau_accumulation=10,
     ))
@@ -61,6 +63,11 @@ def base_config() -> ml_collections.ConfigDict:
             tfds_dir="",                # "" = $BIGMODELS_DATA_DIR or ~/.cache/bigmodels/tfds
             max_bytes=0,                # read at most this many bytes of the corpus; 0 = all
             seq_len=0,                  # tokens per training sequence; 0 = model.context_length
+            specials="",                # "" | bert: add [PAD] [CLS] [SEP] [MASK] to the tokenizer
+            mask_rate=0.15,             # masked LM: share of text tokens to predict
+            name="",                    # a TFDS dataset, e.g. imdb_reviews (kinds tfds_*)
+            text_key="text", label_key="label",
+            train_split="train", eval_split="test",
     ))
 
     c.perf = ml_collections.ConfigDict(dict(

@@ -8,10 +8,8 @@ The corpus exists offline on every machine. About 3 minutes on 2 CPU cores.
 `--config=experiments/quickstart.py:tiny` is a seconds-long variant for smoke tests.
 """
 
-import os
-import sysconfig
-
 from bigmodels.config import base_config
+from bigmodels.data.text_files import stdlib_sources
 from bigmodels.models.gpt import gpt_config
 
 
@@ -28,7 +26,7 @@ def get_config(arg: str = ""):
                         use_bias=False)
     c.optim.update(name="adamw", lr=2e-3, schedule="warmup_cosine", warmup_steps=50,
                    min_lr=2e-4, b2=0.99, weight_decay=0.1, clip_norm=1.0)
-    c.data.path = os.path.join(sysconfig.get_paths()["stdlib"], "*.py")
+    c.data.path = stdlib_sources()
     c.data.tokenizer = "byte"
     if arg == "tiny":
         c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3

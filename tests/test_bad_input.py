@@ -64,6 +64,15 @@ CASES = {
     "a sequence longer than the context": (lambda t, c: ["--config.data.seq_len=33"],
                                            "data.seq_len"),
     "an unknown nan_policy": (lambda t, c: ["--config.nan_policy=ignore"], "nan_policy"),
+    "a freeze regex that matches nothing": (lambda t, c: ["--config.optim.freeze=^encodr/"],
+                                            "optim.freeze"),
+    "a malformed lr multiplier": (lambda t, c: ["--config.optim.lr_multipliers=block_0"],
+                                  "optim.lr_multipliers"),
+    "an unknown special-token set": (lambda t, c: ["--config.data.specials=t5"],
+                                     "data.specials"),
+    "an unknown TFDS dataset": (lambda t, c: ["--config.data.kind=tfds_text_classes",
+                                              "--config.data.name=no_such_dataset"],
+                                "data.name='no_such_dataset'"),
 }
 
 

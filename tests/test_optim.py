@@ -8,6 +8,7 @@ import pytest
 
 from bigmodels import optim
 from bigmodels.config import base_config
+from bigmodels.errors import BadInput
 
 
 def _cfg(**kw):
@@ -100,3 +101,33 @@ def test_clipping_bounds_the_update():
     updates, _ = tx.update({"w": jnp.full((3, 3), 100.0)}, tx.init(params), params,
                            value=jnp.float32(0))
     assert np.isclose(float(optax.tree.norm(updates)), 1.0, rtol=1e-5)
+
+
+def test_lr_multipliers_scale_the_matched_updates_only():
+    params, loss = _regression()
+    grads = jax.grad(loss)(params)
+    plain, _ = optim.build(_cfg(name="sgd", lr=0.1), 10)
+    scaled, _ = optim.build(_cfg(name="sgd", lr=0.1, lr_multipliers="^w=0.25,.*=3"), 10)
+    base, _ = plain.update(grads, plain.init(params), params)
+    out, _ = scaled.update(grads, scaled.init(params), params)
+    np.testing.assert_allclose(out["w"], 0.25 * base["w"], rtol=1e-6)   # first match wins
+    np.testing.assert_allclose(out["b"], 3.0 * base["b"], rtol=1e-6)
+
+
+def test_frozen_params_never_move_and_carry_no_optimizer_state():
+    cfg = _cfg(name="adam", lr=0.1, freeze="^b$")
+    _, _, params = _train(cfg)
+    assert float(params["b"][0]) == 0.0 and float(jnp.abs(params["w"]).sum()) > 0
+    tx, _ = optim.build(cfg, 10)
+    moments = [x for x in jax.tree.leaves(tx.init(_regression()[0])) if x.ndim >= 1]
+    assert [x.shape for x in moments] == [(5, 1), (5, 1)]    # Adam's mu and nu of w only
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("freeze", "enc(", "optim.freeze: bad regex"),
+    ("lr_multipliers", "encoder/", "optim.lr_multipliers: 'encoder/' is not regex=factor"),
+    ("lr_multipliers", "encoder/=fast", "optim.lr_multipliers: 'encoder/=fast'"),
+])
+def test_bad_freeze_or_multiplier_is_refused(key, value, match):
+    with pytest.raises(BadInput, match=match):
+        optim.build(_cfg(**{key: value}), 10)

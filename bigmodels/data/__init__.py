@@ -12,6 +12,12 @@ from bigmodels.models import load
 KINDS = {
     "text": "bigmodels.data.text_lm:build",
     "text_classes": "bigmodels.data.text_classes:build",
+    "transduction": "bigmodels.data.seq2seq:build",
+    "translation": "bigmodels.data.translation:build",
+    "espeak": "bigmodels.data.espeak:build",
+    "tfds_speech": "bigmodels.data.speech_tfds:build",
+    "text_mlm": "bigmodels.data.masked_lm:build",
+    "tfds_text_classes": "bigmodels.data.tfds_classes:build",
 }
 
 

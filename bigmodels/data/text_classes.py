@@ -7,6 +7,10 @@ match is one class, named after the file. Each file is split like any corpus (fi
 training one. A passage is a random span of seq_len/2 to seq_len tokens from a random
 class, padded to seq_len; the batch carries its `lengths` so models can mask padding.
 Batch i is a pure function of (seed, i), as for language modelling.
+
+With `data.specials="bert"` the tokenizer gains BERT's special tokens and each passage
+is written `[CLS] passage [SEP]`, padded with `[PAD]`: the input a BERT classifier
+fine-tuned from a masked-LM run expects.
 """
 
 import dataclasses
@@ -18,6 +22,7 @@ import grain
 import numpy as np
 
 from bigmodels.data import text_files, tokenizers
+from bigmodels.data.masked_lm import BERT_SPECIALS
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
 
@@ -65,8 +70,11 @@ def class_files(path: str) -> list[str]:
 
 def passage_batches(ids_per_class: list, seq_len: int, global_batch: int, seed: int,
                     process_index: int = 0, process_count: int = 1,
-                    num_batches: int = _INFINITE) -> grain.MapDataset:
-    """Item i: this process's rows of global batch i: tokens, lengths and labels."""
+                    num_batches: int = _INFINITE, bert_ids: dict | None = None,
+                    ) -> grain.MapDataset:
+    """Item i: this process's rows of global batch i: tokens, lengths and labels.
+
+    `bert_ids` ({"[CLS]": id, "[SEP]": id, "[PAD]": id}) wraps each passage in them."""
     shortest = min(len(ids) for ids in ids_per_class)
     if shortest < seq_len:
         raise BadInput(f"data: a class has only {shortest} tokens in a split, fewer than "
@@ -76,12 +84,18 @@ def passage_batches(ids_per_class: list, seq_len: int, global_batch: int, seed: 
     def make_batch(index, _):
         rng = np.random.default_rng((seed, index))
         labels = rng.integers(0, len(ids_per_class), size=global_batch)
-        lengths = rng.integers(max(1, seq_len // 2), seq_len + 1, size=global_batch)
+        lengths = rng.integers(max(3, seq_len // 2), seq_len + 1, size=global_batch)
         tokens = np.zeros((global_batch, seq_len), np.int32)
+        if bert_ids:
+            tokens[:] = bert_ids["[PAD]"]
         for r, (label, length) in enumerate(zip(labels, lengths)):
+            text = length - 2 if bert_ids else length
             source = ids_per_class[label]
-            start = rng.integers(0, len(source) - length + 1)
-            tokens[r, :length] = source[start:start + length]
+            start = rng.integers(0, len(source) - text + 1)
+            passage = source[start:start + text]
+            if bert_ids:
+                passage = np.concatenate([[bert_ids["[CLS]"]], passage, [bert_ids["[SEP]"]]])
+            tokens[r, :length] = passage
         return {"tokens": tokens[rows], "lengths": lengths[rows].astype(np.int32),
                 "label": labels[rows].astype(np.int32)}
 
@@ -100,9 +114,12 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
         tokenizer = tokenizers.load(tokenizer_path)
     else:
         tokenizer = tokenizers.build(d.tokenizer, b"".join(
-            s["train"] + s["validation"] for s in splits))
+            s["train"] + s["validation"] for s in splits),
+            BERT_SPECIALS if d.specials == "bert" else ())
+    bert_ids = ({n: tokenizer.id(n) for n in ("[CLS]", "[SEP]", "[PAD]")}
+                if "[CLS]" in getattr(tokenizer, "specials", ()) else None)
     seq_len = d.seq_len or config.model.context_length
-    common = dict(seq_len=seq_len, global_batch=config.batch_size,
+    common = dict(seq_len=seq_len, global_batch=config.batch_size, bert_ids=bert_ids,
                   process_index=process_index, process_count=process_count)
     train = passage_batches([tokenizer.encode(s["train"]) for s in splits],
                             seed=config.seed, **common)

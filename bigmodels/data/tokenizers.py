@@ -56,7 +56,43 @@ class CharTokenizer:
         return {"kind": self.kind, "chars": self.chars}
 
 
+class WithSpecials:
+    """A tokenizer plus named special tokens ("[PAD]", "[MASK]", "<eos>", ...) whose ids
+    follow the base vocabulary, so a text can never encode to one by accident."""
+
+    def __init__(self, base, specials: tuple[str, ...]):
+        self.base, self.specials = base, tuple(specials)
+        self.kind = base.kind
+        self.base_vocab_size = base.vocab_size
+        self.vocab_size = base.vocab_size + len(self.specials)
+
+    def id(self, name: str) -> int:
+        return self.base_vocab_size + self.specials.index(name)
+
+    def encode(self, text) -> np.ndarray:
+        return self.base.encode(text)
+
+    def decode(self, ids, skip_specials: bool = True) -> str:
+        """Text of `ids`; specials are dropped, or written as their names."""
+        out, run = [], []
+        for i in np.asarray(ids).tolist():
+            if i < self.base_vocab_size:
+                run.append(i)
+                continue
+            out.append(self.base.decode(run))
+            run = []
+            if not skip_specials:
+                out.append(self.specials[i - self.base_vocab_size])
+        return "".join(out + [self.base.decode(run)])
+
+    def to_json(self) -> dict:
+        return {**self.base.to_json(), "specials": list(self.specials)}
+
+
 def from_json(spec: dict):
+    if spec.get("specials"):
+        return WithSpecials(from_json({k: v for k, v in spec.items() if k != "specials"}),
+                            tuple(spec["specials"]))
     if spec.get("kind") == "byte":
         return ByteTokenizer()
     if spec.get("kind") == "char":
@@ -79,7 +115,10 @@ def load(path: str):
         raise BadInput(f"tokenizer file {path}: {e}") from None
 
 
-def build(kind: str, corpus: bytes):
+def build(kind: str, corpus: bytes, specials: tuple[str, ...] = ()):
+    """A tokenizer of `kind` for `corpus`, with `specials` (if any) after its vocabulary."""
+    if specials:
+        return WithSpecials(build(kind, corpus), specials)
     if kind == "byte":
         return ByteTokenizer()
     if kind == "char":

@@ -8,10 +8,14 @@ from bigmodels.errors import BadInput
 
 # model.name -> "module:Class", imported only when used.
 MODELS = {
+    "bert_mlm": "bigmodels.models.bert:BertMLM",
+    "bert_classifier": "bigmodels.models.bert:BertClassifier",
     "gpt": "bigmodels.models.gpt:GPT",
     "gpt_classifier": "bigmodels.models.gpt:GPTClassifier",
     "rnn": "bigmodels.models.rnn:RNNLM",
     "rnn_classifier": "bigmodels.models.rnn:RNNClassifier",
+    "t5": "bigmodels.models.t5:T5",
+    "speech_ctc": "bigmodels.models.speech:SpeechCTC",
 }
 
 

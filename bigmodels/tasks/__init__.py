@@ -20,6 +20,9 @@ from bigmodels.models import load
 TASKS = {
     "causal_lm": "bigmodels.tasks.causal_lm:CausalLM",
     "classify": "bigmodels.tasks.classify:Classify",
+    "seq2seq": "bigmodels.tasks.seq2seq:Seq2Seq",
+    "ctc": "bigmodels.tasks.ctc:CTC",
+    "masked_lm": "bigmodels.tasks.masked_lm:MaskedLM",
 }
 
 

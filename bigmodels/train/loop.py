@@ -135,6 +135,7 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     rng = jax.random.key(config.seed)
     example = data.train[0]
     abstract, shardings = state_lib.state_shardings(task, tx, mesh, rng, example)
+    optim.check_groups(config.optim, abstract.params)
 
     # Restoring only reads (a corrupt step is moved aside, never deleted), so a
     # checkpoint that does not fit the config is refused before anything is written.

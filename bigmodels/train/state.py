@@ -40,9 +40,11 @@ def state_shardings(task, tx, mesh, rng, example_batch):
     abstract = jax.eval_shape(lambda r: _create(task, tx, r, example_batch), rng)
     replicated = sharding.replicated(mesh)
     param_shardings = var_shardings.pop("params")
+    # Frozen params (optim.freeze) have an empty MaskedNode in place of their state.
+    masked = lambda x: isinstance(x, optax.MaskedNode)   # noqa: E731
     opt_shardings = optax.tree_map_params(
-        tx, lambda _, s: s, abstract.opt_state, param_shardings,
-        transform_non_params=lambda _: replicated)
+        tx, lambda state, s: state if masked(state) else s, abstract.opt_state,
+        param_shardings, transform_non_params=lambda _: replicated, is_leaf=masked)
     shardings = TrainState(step=replicated, params=param_shardings,
                            opt_state=opt_shardings, model_state=var_shardings)
     return abstract, shardings

@@ -25,6 +25,8 @@ def check_config(config) -> None:
                 f"data.seq_len={seq_len} is longer than the model's context "
                 f"(model.context_length={model.context_length})" if seq_len > 0 else
                 f"data.seq_len must be >= 0 (0 = model.context_length), got {seq_len}")
+    specials = config.data.get("specials", "")
+    require(specials in ("", "bert"), f"data.specials must be '' or 'bert', got {specials!r}")
     require(config.nan_policy in ("stop", "skip"),
             f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
 
