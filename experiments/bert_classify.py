@@ -34,7 +34,7 @@ def get_config(arg: str = ""):
     c.ckpt_every = 300
     # Shaped like bert_mlm.py so its encoder loads; its MLM head is not used.
     c.model = bert_config(name="bert_classifier", num_classes=0, num_layers=4, num_heads=4,
-                          embed_dim=128, context_length=128, dropout=0.1)
+                          embed_dim=128, context_length=128, dropout=0.1, pooling="cls")
     c.init_from_skip = "^classifier/,^mlm_"
     c.optim.update(name="adamw", lr=5e-4, schedule="warmup_cosine", warmup_steps=30,
                    min_lr=5e-5, weight_decay=0.01, clip_norm=1.0)

@@ -12,7 +12,7 @@ from bigmodels import train
 from bigmodels.checkpoint import tree
 from bigmodels.data import tokenizers
 from bigmodels.data.masked_lm import BERT_SPECIALS, mask_tokens, mlm_batches
-from bigmodels.models.bert import BertMLM
+from bigmodels.models.bert import BertClassifier, BertMLM
 from conftest import ROOT
 from helpers import read_metrics
 
@@ -82,6 +82,19 @@ def test_padding_is_ignored_and_segments_matter(positions):
     assert np.abs(np.asarray(other[:, :5] - out[:, :5])).max() > 1e-5
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_logits_ignore_padding(pooling):
+    model = BertClassifier(vocab_size=40, num_layers=1, num_heads=2, embed_dim=16,
+                           context_length=12, num_classes=3, pooling=pooling, dropout=0.0)
+    tokens = jax.random.randint(jax.random.key(2), (2, 12), 0, 36)
+    lengths = jnp.array([7, 12])
+    params = model.init(jax.random.key(0), tokens, lengths)
+    logits = model.apply(params, tokens, lengths)
+    np.testing.assert_allclose(logits, model.apply(params, tokens.at[0, 7:].set(1), lengths),
+                               atol=1e-6)
+    assert np.abs(np.asarray(logits[0] - model.apply(params, tokens, lengths + 1)[0])).max() > 0
+
+
 def test_bert_mlm_trains_on_a_mixed_mesh(tmp_path):
     config = _experiment("bert_mlm", total_steps=20, log_every=1)
     config.optim.update(lr=3e-3, warmup_steps=0, schedule="constant")
@@ -127,8 +140,11 @@ def test_frozen_encoder_stays_put_while_the_head_learns(pretrained, tmp_path):
     after, before = _encoder(result.state.params), _encoder(mlm.state.params)
     for name, value in before.items():
         np.testing.assert_array_equal(after[name], value)
+    config.update(total_steps=1)
+    config.optim.lr = 0.0
+    initial = train.run(config, str(tmp_path / "lr0"))       # the same fresh head, unmoved
     head = tree.flatten(result.state.params)["classifier/kernel"]
-    assert float(jnp.abs(head).sum()) > 0
+    assert float(jnp.abs(head - tree.flatten(initial.state.params)["classifier/kernel"]).max()) > 0
     # No optimizer state for the encoder: Adam's two moments cover the head only.
     moments = [x for x in jax.tree.leaves(result.state.opt_state) if x.ndim >= 1]
     assert sum(x.size for x in moments) == 2 * sum(

@@ -119,17 +119,27 @@ class BertMLM(_BertFields):
 
 
 class BertClassifier(_BertFields):
-    """Encoder + a linear head on the [CLS] (first) position."""
+    """Encoder + a linear head on the [CLS] (first) position, or on the mean of the valid
+    positions (`pooling="mean"`: MLM pretraining never trains [CLS] itself, so a frozen
+    encoder's [CLS] is a weak feature)."""
     num_classes: int = 2
+    pooling: str = "cls"                # cls | mean
 
     @nn.compact
     def __call__(self, tokens_BxT, lengths_B=None, train: bool = False):
         if lengths_B is None:
             lengths_B = jnp.full(tokens_BxT.shape[:1], tokens_BxT.shape[1], jnp.int32)
         x = self.make_encoder()(tokens_BxT, jnp.zeros_like(tokens_BxT), lengths_B, train)
-        cls = nn.Dropout(self.dropout, deterministic=not train)(x[:, 0])
+        if self.pooling == "cls":
+            pooled = x[:, 0]
+        elif self.pooling == "mean":
+            mask = valid_mask(lengths_B, x.shape[1])[..., None]
+            pooled = (x * mask).sum(1) / jnp.maximum(lengths_B, 1)[:, None].astype(x.dtype)
+        else:
+            raise ValueError(f"model.pooling: unknown {self.pooling!r} (cls | mean)")
+        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
         logits = Dense(self.num_classes, ("embed", "vocab"), dtype=self.dtype,
-                       name="classifier")(cls)
+                       name="classifier")(pooled)
         return logits.astype(jnp.float32)
 
     def train_flops_per_token(self, params, seq_len: int) -> float:

@@ -4,6 +4,11 @@
 (`implementation="cudnn"`) and a fused XLA path elsewhere. With `decode=True` the
 module keeps a KV cache in the `cache` collection, so generation attends to
 earlier tokens without recomputing them.
+
+Cross-attention under `decode=True` projects the context once: the first decode call
+passes `context_BxSxD` (and its mask), whose keys and values are stored in the cache
+as `context_key` / `context_value` / `context_mask`; later calls pass no context and
+attend to the stored projection, so a decoding step costs O(S), not O(S * D^2).
 """
 
 import jax
@@ -39,27 +44,50 @@ class MultiHeadAttention(nn.Module):
         for self-attention when `causal` is set.
         """
         d = x_BxTxD.shape[-1]
-        if context_BxSxD is None:
-            # One fused matmul for q, k and v: fewer, larger GEMMs are faster everywhere.
-            q, k, v = jnp.unstack(self._project(x_BxTxD, 3, "qkv"), axis=2)
+        # Under decode, a module whose cache holds a projected context is a
+        # cross-attention even when this call passes no context (see the docstring).
+        if context_BxSxD is not None or (decode and self.has_variable("cache",
+                                                                      "context_key")):
+            out = self._cross_attend(x_BxTxD, context_BxSxD, mask_BxS, decode)
         else:
-            q = self._project(x_BxTxD, 1, "q")[:, :, 0]
-            k, v = jnp.unstack(self._project(context_BxSxD, 2, "kv"), axis=2)
-        if self.rotary and context_BxSxD is None:
-            q = apply_rotary(q, positions_BxT)
-            k = apply_rotary(k, positions_BxT)
-
-        if decode:
-            if context_BxSxD is not None or mask_BxS is not None:
-                raise NotImplementedError("the KV cache supports causal self-attention only")
-            out = self._attend_with_cache(q, k, v, positions_BxT)
-        else:
-            is_causal = self.causal and context_BxSxD is None
-            mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
-            out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
-                                               implementation=self.implementation)
+            out = self._self_attend(x_BxTxD, positions_BxT, mask_BxS, decode)
         return Dense(d, ("heads", "kv", "embed"), in_axes=2, use_bias=self.use_bias,
                      init_std=self.out_init_std, dtype=self.dtype, name="out")(out)
+
+    def _self_attend(self, x_BxTxD, positions_BxT, mask_BxS, decode: bool):
+        # One fused matmul for q, k and v: fewer, larger GEMMs are faster everywhere.
+        q, k, v = jnp.unstack(self._project(x_BxTxD, 3, "qkv"), axis=2)
+        if self.rotary:
+            q = apply_rotary(q, positions_BxT)
+            k = apply_rotary(k, positions_BxT)
+        if decode:
+            if mask_BxS is not None:
+                raise NotImplementedError("the self-attention KV cache is causal only; "
+                                          "it takes no padding mask")
+            return self._attend_with_cache(q, k, v, positions_BxT)
+        mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal,
+                                            implementation=self.implementation)
+
+    def _cross_attend(self, x_BxTxD, context_BxSxD, mask_BxS, decode: bool):
+        """Attention from x to the context, or (decode, no context) to the cached one."""
+        q = self._project(x_BxTxD, 1, "q")[:, :, 0]
+        if context_BxSxD is not None:
+            k, v = jnp.unstack(self._project(context_BxSxD, 2, "kv"), axis=2)
+        if decode:
+            names = ("context_key", "context_value", "context_mask")
+            if context_BxSxD is None:           # a later step: read the stored projection
+                if mask_BxS is not None:
+                    raise ValueError("cross-attention decode: a mask needs its context")
+                k, v, mask_BxS = (self.get_variable("cache", n) for n in names)
+            else:                               # the first step: store it
+                if mask_BxS is None:
+                    mask_BxS = jnp.ones(context_BxSxD.shape[:2], jnp.bool_)
+                for name, value in zip(names, (k, v, mask_BxS.astype(jnp.bool_))):
+                    self.put_variable("cache", name, value)
+        mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
+        return jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                            implementation=self.implementation)
 
     def _attend_with_cache(self, q, k, v, positions_BxT):
         """Writes k, v at the cache index and attends to every cached position <= query."""
