@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from bigmodels import flops
+from bigmodels.models.gpt import gpt_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.norms import make_norm
@@ -133,25 +134,8 @@ class T5(nn.Module):
 
 
 def t5_config(**overrides):
-    """The `config.model` of a T5; experiment files override what they change."""
-    import ml_collections
-    model = ml_collections.ConfigDict(dict(
-        name="t5",
-        vocab_size=0,              # 0 = take it from the tokenizer
-        num_layers=2,
-        num_decoder_layers=0,      # 0 = num_layers
-        num_heads=4,
-        embed_dim=128,
-        mlp_ratio=4,
-        context_length=128,
-        dropout=0.0,
-        positions="learned",       # learned | rotary
-        norm="layernorm",          # layernorm | rmsnorm
-        use_bias=True,
-        tie_embeddings=True,
-        attention_impl="",         # "" = JAX picks; "cudnn" | "xla"
-        approximate_gelu=True,
-        dtype="float32",
-    ))
+    """The `config.model` of a T5: a GPT's keys plus the decoder depth."""
+    model = gpt_config(name="t5", num_layers=2)
+    model.num_decoder_layers = 0       # 0 = num_layers
     model.update(overrides)
     return model
