@@ -18,6 +18,8 @@ KINDS = {
     "tfds_speech": "bigmodels.data.speech_tfds:build",
     "text_mlm": "bigmodels.data.masked_lm:build",
     "tfds_text_classes": "bigmodels.data.tfds_classes:build",
+    "sklearn": "bigmodels.data.sklearn_data:build",
+    "image_folder": "bigmodels.data.image_folder:build",
 }
 
 

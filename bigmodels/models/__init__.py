@@ -16,6 +16,8 @@ MODELS = {
     "rnn_classifier": "bigmodels.models.rnn:RNNClassifier",
     "t5": "bigmodels.models.t5:T5",
     "speech_ctc": "bigmodels.models.speech:SpeechCTC",
+    "mlp": "bigmodels.models.mlp:MLP",
+    "cnn": "bigmodels.models.cnn:CNN",
 }
 
 

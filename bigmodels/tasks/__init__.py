@@ -23,6 +23,8 @@ TASKS = {
     "seq2seq": "bigmodels.tasks.seq2seq:Seq2Seq",
     "ctc": "bigmodels.tasks.ctc:CTC",
     "masked_lm": "bigmodels.tasks.masked_lm:MaskedLM",
+    "binary_classify": "bigmodels.tasks.binary:BinaryClassify",
+    "regress": "bigmodels.tasks.regression:Regress",
 }
 
 

@@ -1,7 +1,10 @@
-"""Sequence classification: tokens (+ lengths) -> one label; accuracy and macro-F1.
+"""Classification: one label per example, from tokens (+ lengths), an image or a
+feature row; accuracy and macro-F1.
 
 Macro-F1 is not a mean of per-batch values, so eval sums a confusion matrix over all
-eval batches and `finalize_eval` turns it into F1 at the end.
+eval batches and `finalize_eval` turns it into F1 at the end. A batch may carry a
+per-example `weight` (0 for the padding rows of a last eval batch): every sum counts
+an example `weight` times, so padding never counts.
 """
 
 import dataclasses
@@ -11,6 +14,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import linen as nn
+
+
+def model_inputs(batch) -> tuple:
+    """The model's positional inputs: (tokens, lengths), (image,) or (features,)."""
+    if "tokens" in batch:
+        return batch["tokens"], batch["lengths"]
+    for key in ("image", "features"):
+        if key in batch:
+            return (batch[key],)
+    raise KeyError(f"batch has none of tokens, image, features: {sorted(batch)}")
+
+
+def example_weights(batch):
+    """Per-example weights: the batch's `weight`, or 1 for every example."""
+    return batch.get("weight", jnp.ones(batch["label" if "label" in batch else "target"].shape,
+                                         jnp.float32))
 
 
 def macro_f1(confusion: np.ndarray) -> float:
@@ -32,29 +51,36 @@ class Classify:
 
     @property
     def tokens_per_example(self) -> int:
-        return self.seq_len or self.model.context_length
+        """Tokens of a passage; 1 for an image or feature row (perf/tokens_per_s is
+        then examples per second)."""
+        return self.seq_len or getattr(self.model, "context_length", 1)
 
     def init(self, rng, batch):
-        return self.model.init({"params": rng}, batch["tokens"], batch["lengths"])
+        return self.model.init({"params": rng}, *model_inputs(batch))
 
     def _logits(self, params, batch, rng, train):
-        return self.model.apply({"params": params}, batch["tokens"], batch["lengths"],
+        return self.model.apply({"params": params}, *model_inputs(batch),
                                 train=train, rngs={"dropout": rng} if train else None)
 
     def loss(self, params, model_state, batch, rng, train=True):
         logits = self._logits(params, batch, rng, train)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        w = example_weights(batch)
+        n = jnp.maximum(w.sum(), 1e-12)
+        loss = (optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * w
+                ).sum() / n
+        accuracy = ((jnp.argmax(logits, -1) == batch["label"]) * w).sum() / n
         return loss, ({"loss": loss, "accuracy": accuracy}, model_state)
 
     def eval_sums(self, params, model_state, batch):
         logits = self._logits(params, batch, None, False)
         labels, predicted = batch["label"], jnp.argmax(logits, -1)
-        n = jnp.array(labels.size, jnp.float32)
+        w = example_weights(batch)
+        n = w.sum()
         k = logits.shape[-1]
-        confusion = jax.nn.one_hot(labels, k).T @ jax.nn.one_hot(predicted, k)
-        return {"loss": (optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum(), n),
-                "accuracy": (jnp.sum(predicted == labels).astype(jnp.float32), n),
+        confusion = (jax.nn.one_hot(labels, k) * w[:, None]).T @ jax.nn.one_hot(predicted, k)
+        return {"loss": ((optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+                          * w).sum(), n),
+                "accuracy": (((predicted == labels) * w).sum(), n),
                 "confusion": (confusion, jnp.array(1.0))}
 
     def finalize_eval(self, sums: dict) -> dict:

@@ -1,0 +1,87 @@
+"""A small convolutional classifier for NHWC images: blocks of conv -> ReLU -> 2x2
+max-pool -> dropout, then a dense layer and the class head.
+
+Conv kernels are named (None, None, "embed", "mlp") (kh, kw, in, out) so the sharding
+rules treat channels like a dense layer's features; an axis that does not divide
+its mesh axis (1 input channel) stays replicated.
+"""
+
+import math
+
+import jax.numpy as jnp
+import ml_collections
+from flax import linen as nn
+
+from bigmodels.errors import BadInput
+from bigmodels.nn.dense import Dense
+from bigmodels.nn.initializers import logical, zeros
+
+
+def pooled_size(size: int) -> int:
+    """Side length after a 2x2, stride-2, SAME-padded max-pool."""
+    return math.ceil(size / 2)
+
+
+class CNN(nn.Module):
+    num_classes: int
+    image_size: int = 8               # side of the square input (for the FLOP count)
+    channels: tuple = (32, 64)
+    kernel_size: int = 3
+    dense: int = 128
+    dropout: float = 0.25
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images_BxHxWxC, train: bool = False):
+        if images_BxHxWxC.ndim != 4 or images_BxHxWxC.shape[1:3] != (self.image_size,) * 2:
+            raise BadInput(f"model.image_size={self.image_size}: expected B x "
+                           f"{self.image_size} x {self.image_size} x C images, got "
+                           f"{images_BxHxWxC.shape}")
+        x = images_BxHxWxC.astype(self.dtype)
+        k = self.kernel_size
+        for i, c in enumerate(self.channels):
+            x = nn.Conv(c, (k, k), padding="SAME", dtype=self.dtype,
+                        kernel_init=logical(nn.initializers.he_normal(),
+                                            (None, None, "embed", "mlp")),
+                        bias_init=zeros(("mlp",)), name=f"conv_{i}")(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding="SAME")
+            x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = x.reshape(x.shape[0], -1)
+        x = nn.relu(Dense(self.dense, ("embed", "mlp"), init_std=math.sqrt(2 / x.shape[-1]),
+                          dtype=self.dtype, name="dense")(x))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        logits = Dense(self.num_classes, ("mlp", None), init_std=math.sqrt(1 / x.shape[-1]),
+                       dtype=self.dtype, name="head")(x)
+        return logits.astype(jnp.float32)
+
+    def train_flops_per_token(self, params, seq_len: int = 1) -> float:
+        """FLOPs per example, forward + backward = 3 x forward.
+
+        Forward: conv i costs 2 * H_i * W_i * k * k * C_in * C_out (SAME padding, so
+        the output side is the input side), counting every tap, also those over the
+        zero padding, as a dense conv kernel computes them; a dense layer costs 2 x
+        its kernel size. Pooling, ReLU and bias adds are left out (a few percent)."""
+        side, forward = self.image_size, 0.0
+        for i in range(len(self.channels)):
+            kernel = params[f"conv_{i}"]["kernel"]
+            forward += 2.0 * side * side * math.prod(kernel.shape)
+            side = pooled_size(side)
+        for name in ("dense", "head"):
+            forward += 2.0 * math.prod(params[name]["kernel"].shape)
+        return 3.0 * forward
+
+
+def cnn_config(**overrides):
+    """The `config.model` of the CNN classifier."""
+    model = ml_collections.ConfigDict(dict(
+        name="cnn",
+        num_classes=0,             # 0 = take it from the data
+        image_size=8,
+        channels=(32, 64),
+        kernel_size=3,
+        dense=128,
+        dropout=0.25,
+        dtype="float32",
+    ))
+    model.update(overrides)
+    return model

@@ -1,0 +1,80 @@
+"""Images from a folder of class sub-directories: decoded, split, augmented and
+learned by the CNN."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PIL")
+
+from PIL import Image  # noqa: E402
+
+from bigmodels import train  # noqa: E402
+from bigmodels.config import base_config  # noqa: E402
+from bigmodels.data import image_folder  # noqa: E402
+from bigmodels.errors import BadInput  # noqa: E402
+from bigmodels.models.cnn import cnn_config  # noqa: E402
+from helpers import read_metrics  # noqa: E402
+
+
+def _write_folder(root, per_class=24):
+    """Two classes told apart by stripe direction, on noise; RGB PNGs of 12x12."""
+    rng = np.random.default_rng(0)
+    for name, axis in (("horizontal", 0), ("vertical", 1)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            stripes = np.indices((12, 12))[axis] % 4 < 2
+            pixels = stripes[..., None] * 160 + rng.integers(0, 90, size=(12, 12, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
+    return str(root)
+
+
+def _config(path, **data):
+    c = base_config()
+    c.task = "classify"
+    c.update(total_steps=20, batch_size=32, log_every=1, eval_every=20, ckpt_every=20)
+    c.data = image_folder.image_folder_config(path, image_size=8, channels=1, **data)
+    c.model = cnn_config(image_size=8, channels=(8, 16), dense=32, dropout=0.0)
+    c.optim.update(name="adam", lr=3e-3)
+    return c
+
+
+def test_folder_is_split_by_class_and_batched(tmp_path):
+    config = _config(_write_folder(tmp_path / "images"))
+    classes, splits = image_folder.load_splits(config.data)
+    assert classes == ["horizontal", "vertical"]
+    train_rows, test_rows = splits["train"][0], splits["test"][0]
+    assert not set(train_rows) & set(test_rows) and len(train_rows) + len(test_rows) == 48
+    assert np.bincount(splits["test"][2]).tolist() == [5, 5]        # 20% of 24, per class
+    assert splits["train"][1].shape[1:] == (8, 8, 1)
+    data = image_folder.build(config, str(tmp_path / "run"))
+    batch = data.eval[0]
+    assert batch["image"].shape == (32, 8, 8, 1) and batch["weight"].sum() == 10
+
+
+def test_flip_mirrors_left_right_and_keeps_the_label():
+    image = np.arange(12, dtype=np.uint8).reshape(2, 3, 2)
+    flipped = [image_folder.RandomFlip().random_map({"image": image, "y": 1},
+                                                    np.random.default_rng(s))
+               for s in range(20)]
+    assert all(f["y"] == 1 for f in flipped)
+    mirrored = [np.array_equal(f["image"], image[:, ::-1]) for f in flipped]
+    kept = [np.array_equal(f["image"], image) for f in flipped]
+    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
+
+
+def test_bad_folders_are_refused(tmp_path):
+    with pytest.raises(BadInput, match="data.path"):
+        image_folder.build(_config(str(tmp_path / "missing")), str(tmp_path / "run"))
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    with pytest.raises(BadInput, match="at least 2"):
+        image_folder.build(_config(str(tmp_path / "one")), str(tmp_path / "run"))
+
+
+def test_cnn_learns_the_folder_on_a_mixed_mesh(tmp_path):
+    config = _config(_write_folder(tmp_path / "images"), augment=True, flip=True)
+    config.mesh.update(data=2, fsdp=2, tensor=2)
+    result = train.run(config, str(tmp_path / "run"))
+    losses = read_metrics(str(tmp_path / "run"))
+    assert np.mean([losses[s] for s in range(16, 21)]) < losses[1] - 0.2
+    assert result.config.model.num_classes == 2
+    assert (tmp_path / "run" / "preprocess.json").exists()
