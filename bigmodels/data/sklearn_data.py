@@ -60,7 +60,8 @@ def sklearn_data_config(name: str, **overrides) -> ml_collections.ConfigDict:
     data = base_config().data
     data.update(kind="sklearn", name=name)
     for key, value in dict(test_fraction=0.2, log1p="", standardize="column",
-                           standardize_target=True, augment=False).items():
+                           standardize_target=True, augment=False, classes="",
+                           train_per_class=0).items():
         data[key] = value   # new keys: ConfigDict.update only sets existing ones
     data.update(overrides)
     return data
@@ -265,6 +266,25 @@ def fitted_or_saved_stats(d, spec: Spec, workdir: str, train_x, train_y) -> dict
     return _fit_stats(d, spec, train_x.reshape(len(train_x), -1), train_y)
 
 
+def select_classes(x, y, names: list, classes: str, per_class: int = 0, key="data.classes"):
+    """Rows of the listed classes (comma-separated ids), relabelled 0..k-1 in the listed
+    order, keeping at most `per_class` rows of each (the first ones, in row order):
+    e.g. pretrain on digits 0-4, then fine-tune on 5-9 from a few labels each."""
+    if not classes and not per_class:
+        return x, y, names
+    try:
+        ids = [int(c) for c in classes.split(",")] if classes else list(range(len(names)))
+    except ValueError:
+        raise BadInput(f"{key}: {classes!r} is not a comma-separated list of class ids") from None
+    if len(set(ids)) != len(ids) or not all(0 <= c < len(names) for c in ids):
+        raise BadInput(f"{key}: {classes!r} must list distinct ids in 0..{len(names) - 1}")
+    keep = [np.flatnonzero(y == c)[:per_class or None] for c in ids]
+    rows = np.sort(np.concatenate(keep))
+    relabel = np.full(len(names), -1)
+    relabel[ids] = np.arange(len(ids))
+    return x[rows], relabel[y[rows]], [names[c] for c in ids]
+
+
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     d = config.data
     if config.batch_size % process_count:
@@ -276,8 +296,15 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
         raise BadInput(f"data.augment: {d.name!r} is not an image dataset")
     _, train_x, train_y = splits["train"]
     _, test_x, test_y = splits["test"]
+    names = load_arrays(d.name)[2]
+    if d.get("classes") or d.get("train_per_class"):
+        if not spec.classification:
+            raise BadInput(f"data.classes: {d.name!r} is not a classification dataset")
+        train_x, train_y, _ = select_classes(train_x, train_y, names, d.classes,
+                                             d.train_per_class)
+        test_x, test_y, names = select_classes(test_x, test_y, names, d.classes)
     stats = fitted_or_saved_stats(d, spec, workdir, train_x, train_y)
     train, eval_ = batches(config, spec, stats, (train_x, train_y), (test_x, test_y),
                            [RandomShift(1)] if d.augment else [], process_index,
                            process_count)
-    return TabularData(d.name, load_arrays(d.name)[2], stats, train, eval_)
+    return TabularData(d.name, names, stats, train, eval_)
