@@ -13,7 +13,9 @@ import numpy as np
 
 from bigmodels.errors import BadInput
 
-MODES = ("column", "global", "none")   # a mean/std per column, one for all values, or none
+# A mean/std per column, one for all values, none, or "unit": (x - min) / (max - min)
+# over all train values, into [0, 1] (pixel intensities for a Bernoulli decoder).
+MODES = ("column", "global", "none", "unit")
 
 
 def drop_missing(features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +82,8 @@ def fit(train_features: np.ndarray, log1p_columns=(), mode: str = "column") -> S
         x[:, cols] = np.log1p(x[:, cols])
     if mode == "none":
         mean, std = np.zeros(1), np.ones(1)
+    elif mode == "unit":
+        mean, std = np.array([x.min()]), np.array([x.max() - x.min()])
     elif mode == "global":
         mean, std = np.array([x.mean()]), np.array([x.std()])
     else:

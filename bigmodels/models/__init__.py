@@ -8,6 +8,8 @@ from bigmodels.errors import BadInput
 
 # model.name -> "module:Class", imported only when used.
 MODELS = {
+    "autoencoder": "bigmodels.models.autoencoder:Autoencoder",
+    "vae": "bigmodels.models.autoencoder:VAE",
     "bert_mlm": "bigmodels.models.bert:BertMLM",
     "bert_classifier": "bigmodels.models.bert:BertClassifier",
     "gpt": "bigmodels.models.gpt:GPT",

@@ -18,6 +18,8 @@ from bigmodels.models import load
 # config.task -> "module:Class". A Class with a `from_config(config, model)` classmethod
 # reads its own options; the others are built as Class(model, seq_len=data.seq_len).
 TASKS = {
+    "autoencode": "bigmodels.tasks.autoencode:Autoencode",
+    "vae": "bigmodels.tasks.autoencode:VariationalAutoencode",
     "causal_lm": "bigmodels.tasks.causal_lm:CausalLM",
     "classify": "bigmodels.tasks.classify:Classify",
     "seq2seq": "bigmodels.tasks.seq2seq:Seq2Seq",

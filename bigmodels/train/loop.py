@@ -88,6 +88,18 @@ def evaluate(eval_step, state, eval_batches, mesh, interrupted=lambda: False,
     return {f"eval/{k}": float(s / max(w, 1e-12)) for k, (s, w) in sums.items()}
 
 
+def write_eval_images(workdir: str, step: int, images: dict) -> None:
+    """`images/<name>_<step>.png` for each {name: N x H x W x C array in [0, 1]}."""
+    from bigmodels import images as images_lib
+    directory = os.path.join(workdir, "images")
+    os.makedirs(directory, exist_ok=True)
+    for name, batch in images.items():
+        path = os.path.join(directory, f"{name}_{step:06d}.png")
+        with open(path + ".tmp", "wb") as f:
+            f.write(images_lib.png_bytes(images_lib.grid(np.asarray(batch))))
+        os.replace(path + ".tmp", path)
+
+
 def _non_finite_message(step: int, metrics: dict, layer_norms: dict) -> str:
     layers = ", ".join(f"{k[len(LAYER_NORM_PREFIX):]}={float(v):.4g}"
                        for k, v in sorted(layer_norms.items()))
@@ -172,6 +184,19 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
                         out_shardings=sharding.replicated(mesh))
 
     finalize = getattr(task, "finalize_eval", None)
+    images_step = None
+    if hasattr(task, "eval_images"):     # generative tasks: sample grids at each eval
+        images_step = jax.jit(
+            lambda state, batch: task.eval_images(state.params, state.model_state, batch),
+            in_shardings=(shardings, batch_shardings), out_shardings=sharding.replicated(mesh))
+
+    def log_eval(step, metrics):
+        logger.write(step, metrics)
+        if images_step is not None:
+            images = jax.device_get(images_step(state, sharding.global_batch(data.eval[0],
+                                                                             mesh)))
+            if primary:
+                write_eval_images(workdir, step, images)
     flops_per_step = task.train_flops_per_example(abstract.params) * config.batch_size
     tokens_per_step = task.tokens_per_example * config.batch_size
     eval_metrics = {}
@@ -231,7 +256,7 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
                                 finalize=finalize)
         if eval_metrics is None:
             preempt(start, eval_pending=True)
-        logger.write(start, eval_metrics)
+        log_eval(start, eval_metrics)
 
     bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
                     disable=not sys.stdout.isatty(), dynamic_ncols=True)
@@ -257,7 +282,7 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
                                         interrupted=sigterm.agreed, finalize=finalize)
                 if eval_metrics is None:
                     preempt(step, eval_pending=True)
-                logger.write(step, eval_metrics)
+                log_eval(step, eval_metrics)
             if is_ckpt:
                 ckpt.save(step, state, train_iter, metadata=save_metadata())
                 saved = step
