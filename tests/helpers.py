@@ -1,10 +1,24 @@
 """Shared test helpers: tiny configs and reading a run's metrics."""
 
+import importlib.util
 import json
 import os
+import pathlib
 
 from bigmodels.config import base_config
 from bigmodels.models.gpt import gpt_config
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+
+
+def experiment_config(name: str, arg: str = "tiny", **top):
+    """`get_config(arg)` of experiments/<name>.py, with top-level keys overridden."""
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    config.update(top)
+    return config
 
 
 def tiny_lm_config(corpus: str, **top):

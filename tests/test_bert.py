@@ -14,16 +14,10 @@ from bigmodels.data import tokenizers
 from bigmodels.data.masked_lm import BERT_SPECIALS, mask_tokens, mlm_batches
 from bigmodels.models.bert import BertClassifier, BertMLM
 from conftest import ROOT
-from helpers import read_metrics
+from helpers import experiment_config, read_metrics
 
 
-def _experiment(name, **top):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    config.update(top)
-    return config
+_experiment = experiment_config
 
 
 def test_mask_tokens_follows_80_10_10_and_spares_specials():

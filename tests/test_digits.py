@@ -1,7 +1,6 @@
 """Digits from scikit-learn: the random-shift augmentation, a fixed disjoint split and
 a CNN that trains on a mixed mesh, with sharded conv kernels and an honest FLOP count."""
 
-import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -14,15 +13,10 @@ pytest.importorskip("sklearn")
 from bigmodels import train  # noqa: E402
 from bigmodels.data import sklearn_data  # noqa: E402
 from bigmodels.models.cnn import CNN  # noqa: E402
-from conftest import ROOT  # noqa: E402
-from helpers import read_metrics  # noqa: E402
+from helpers import experiment_config, read_metrics  # noqa: E402
 
 
-def _experiment(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("tiny")
+_experiment = experiment_config
 
 
 def test_shift_image_moves_pixels_and_fills_with_background():

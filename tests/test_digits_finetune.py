@@ -1,6 +1,5 @@
 """Class subsets of a dataset and the pretrain-on-0-4, fine-tune-on-5-9 regime."""
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -9,16 +8,13 @@ from bigmodels import train
 from bigmodels.checkpoint import tree
 from bigmodels.data.sklearn_data import load_splits, select_classes
 from bigmodels.errors import BadInput
-from conftest import ROOT
+from helpers import experiment_config
 
 pytest.importorskip("sklearn")
 
 
 def _config(arg):
-    spec = importlib.util.spec_from_file_location("ft", ROOT / "experiments" / "digits_finetune.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return experiment_config("digits_finetune", arg)
 
 
 def test_select_classes_relabels_in_listed_order_and_caps_per_class():

@@ -1,7 +1,6 @@
 """Autoencoder and VAE: the KL and reparameterisation, PNG grids, and 20-step runs on a
 mixed mesh that write their image grids."""
 
-import importlib.util
 import io
 
 import jax
@@ -12,17 +11,10 @@ import pytest
 from bigmodels import images, train
 from bigmodels.models.autoencoder import VAE
 from bigmodels.tasks.autoencode import gaussian_kl, reconstruction_nats
-from conftest import ROOT
-from helpers import read_metrics
+from helpers import experiment_config, read_metrics
 
 
-def _config(name, **top):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    config.update(top)
-    return config
+_config = experiment_config
 
 
 def test_gaussian_kl_matches_a_monte_carlo_estimate():

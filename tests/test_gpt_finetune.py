@@ -1,6 +1,5 @@
 """GPT fine-tuning: a classifier and an LM started from a pretrained GPT LM run."""
 
-import importlib.util
 
 import jax
 import numpy as np
@@ -9,18 +8,11 @@ import pytest
 from bigmodels import checkpoint, train
 from bigmodels.checkpoint import tree
 from bigmodels.errors import BadInput
-from conftest import ROOT
-from helpers import read_metrics
+from helpers import experiment_config, read_metrics
 
 
 def _experiment(name, **top):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    config.sample_at_end = ""
-    config.update(top)
-    return config
+    return experiment_config(name, sample_at_end="", **top)
 
 
 @pytest.fixture(scope="module")

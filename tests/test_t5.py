@@ -17,15 +17,10 @@ from bigmodels.data import seq2seq as s2s_data
 from bigmodels.metrics import bleu
 from bigmodels.models.t5 import T5
 from bigmodels.tasks.seq2seq import special_ids
-from conftest import ROOT
-from helpers import read_metrics
+from helpers import experiment_config, read_metrics
 
 
-def _experiment(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("tiny")
+_experiment = experiment_config
 
 
 def _random_params(model, seed=0, scale=3.0, eos_boost=2.0):

@@ -2,7 +2,6 @@
 run, eval over the whole test split, R² and F1 as sklearn computes them, and MLPs that
 train on a mixed mesh."""
 
-import importlib.util
 import json
 
 import jax
@@ -18,15 +17,10 @@ from bigmodels.data import preprocess, sklearn_data  # noqa: E402
 from bigmodels.errors import BadInput  # noqa: E402
 from bigmodels.tasks.binary import BinaryClassify  # noqa: E402
 from bigmodels.tasks.regression import Regress  # noqa: E402
-from conftest import ROOT  # noqa: E402
-from helpers import read_metrics  # noqa: E402
+from helpers import experiment_config, read_metrics  # noqa: E402
 
 
-def _experiment(name: str, arg: str = "tiny"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+_experiment = experiment_config
 
 
 def _config(name="breast_cancer", **data):
