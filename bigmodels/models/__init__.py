@@ -20,6 +20,8 @@ MODELS = {
     "speech_ctc": "bigmodels.models.speech:SpeechCTC",
     "mlp": "bigmodels.models.mlp:MLP",
     "cnn": "bigmodels.models.cnn:CNN",
+    "resnet": "bigmodels.models.resnet:ResNet",
+    "vit": "bigmodels.models.vit:ViT",
 }
 
 

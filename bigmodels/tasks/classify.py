@@ -5,6 +5,10 @@ Macro-F1 is not a mean of per-batch values, so eval sums a confusion matrix over
 eval batches and `finalize_eval` turns it into F1 at the end. A batch may carry a
 per-example `weight` (0 for the padding rows of a last eval batch): every sum counts
 an example `weight` times, so padding never counts.
+
+Models with mutable state (BatchNorm's `batch_stats`) get it as `model_state`: training
+applies it mutably and returns the update; eval reads the running averages and changes
+nothing. Models without state are applied exactly as before.
 """
 
 import dataclasses
@@ -58,12 +62,19 @@ class Classify:
     def init(self, rng, batch):
         return self.model.init({"params": rng}, *model_inputs(batch))
 
-    def _logits(self, params, batch, rng, train):
-        return self.model.apply({"params": params}, *model_inputs(batch),
-                                train=train, rngs={"dropout": rng} if train else None)
+    def _logits(self, params, model_state, batch, rng, train):
+        """(logits, model_state after the call)."""
+        variables = {"params": params, **model_state}
+        rngs = {"dropout": rng} if train else None
+        if train and model_state:
+            logits, updates = self.model.apply(variables, *model_inputs(batch), train=True,
+                                               rngs=rngs, mutable=list(model_state))
+            return logits, {**model_state, **updates}
+        return self.model.apply(variables, *model_inputs(batch), train=train,
+                                rngs=rngs), model_state
 
     def loss(self, params, model_state, batch, rng, train=True):
-        logits = self._logits(params, batch, rng, train)
+        logits, model_state = self._logits(params, model_state, batch, rng, train)
         w = example_weights(batch)
         n = jnp.maximum(w.sum(), 1e-12)
         loss = (optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * w
@@ -72,7 +83,7 @@ class Classify:
         return loss, ({"loss": loss, "accuracy": accuracy}, model_state)
 
     def eval_sums(self, params, model_state, batch):
-        logits = self._logits(params, batch, None, False)
+        logits, _ = self._logits(params, model_state, batch, None, False)
         labels, predicted = batch["label"], jnp.argmax(logits, -1)
         w = example_weights(batch)
         n = w.sum()
