@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
             lr_multipliers="",          # "regex=factor,...": per-group LR scale, first match wins
             plateau_factor=0.5, plateau_patience=10, plateau_cooldown=0,
             plateau_rtol=1e-4, plateau_accumulation=10,
+            # Per top-level module optimizers, e.g. groups.generator.lr=2e-4: each group's
+            # optimizer is this one with the group's overrides (optax.multi_transform).
+            groups=ml_collections.ConfigDict(),
     ))
 
     c.data = ml_collections.ConfigDict(dict(

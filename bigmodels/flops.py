@@ -38,6 +38,14 @@ def matmul_param_count(params, lookup_only=("pos_embed",)) -> int:
     return total
 
 
+def conv_forward(kernel, output_positions: int) -> float:
+    """Forward FLOPs of a convolution: 2 x kernel size (kh * kw * C_in * C_out) per
+    output position, counting every tap, also those over zero padding (or, for a
+    transposed conv, over the zeros between dilated inputs), as a dense kernel
+    computes them. Bias adds are left out."""
+    return 2.0 * output_positions * float(np.prod(np.shape(kernel)))
+
+
 def transformer_train_flops_per_token(n_matmul: int, num_layers: int, context: int,
                                       embed_dim: int) -> float:
     return 6.0 * n_matmul + 12.0 * num_layers * context * embed_dim

@@ -10,6 +10,11 @@ routes matching params to `optax.set_to_zero()`: they never change and carry no
 optimizer state. `lr_multipliers` ("regex=factor,...", first match wins) scales the
 update of matching params, e.g. a smaller rate for a pretrained encoder than its new head.
 
+Groups: `groups.<module>.<key>=value` gives a top-level module (a GAN's generator and
+discriminator) its own optimizer, through one `optax.multi_transform`; a task that
+updates its groups in turn (`update_groups`) uses `keep_group` so that a phase leaves
+the other groups' optimizer state exactly as it was.
+
 Regularisers touch matrices only (params with >= 2 dims): decaying norms, biases and
 scalars hurts and is not what AdamW papers or nanoGPT do.
 """
@@ -130,8 +135,8 @@ def check_groups(cfg, params) -> None:
                            f"like {names[0]!r})")
 
 
-def build(cfg, total_steps: int) -> tuple[optax.GradientTransformationExtraArgs, callable]:
-    """Returns (optimizer, schedule). The optimizer's update takes `value=loss`."""
+def _build_one(cfg, total_steps: int):
+    """(optimizer, schedule) for one parameter group: the chain in the module docstring."""
     schedule = build_schedule(cfg, total_steps)
     parts = []
     if cfg.clip_norm > 0:
@@ -157,6 +162,67 @@ def build(cfg, total_steps: int) -> tuple[optax.GradientTransformationExtraArgs,
         tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()},
                                    frozen_labels(frozen))
     return tx, schedule
+
+
+def group_configs(cfg, groups=()) -> dict:
+    """{group: its optimizer config}: `cfg` updated with `cfg.groups[group]`, for every
+    group in `groups` (a task's update groups) and every group `cfg.groups` names."""
+    overrides = dict(cfg.get("groups", {}) or {})
+    out = {}
+    for name in list(groups) + [g for g in overrides if g not in groups]:
+        merged = cfg.copy_and_resolve_references()
+        with merged.unlocked():
+            del merged["groups"]
+        for key, value in dict(overrides.get(name, {})).items():
+            if key not in merged or key == "groups":
+                raise BadInput(f"optim.groups.{name}.{key}: not an optimizer key")
+            merged[key] = value
+        out[name] = merged
+    return out
+
+
+def top_level_labels(params):
+    """Each param's group: the name of its top-level module (generator, discriminator)."""
+    return {name: jax.tree.map(lambda _, n=name: n, sub) for name, sub in params.items()}
+
+
+def build(cfg, total_steps: int, groups=(), params=None
+          ) -> tuple[optax.GradientTransformationExtraArgs, callable]:
+    """Returns (optimizer, schedule). The optimizer's update takes `value=loss`.
+
+    With groups (a task's `update_groups`, or keys of `optim.groups`), each top-level
+    module named by a group gets its own optimizer, built from `optim` with that
+    group's overrides, through one `optax.multi_transform`; its state is
+    `state.inner_states[group]`. Every top-level module must then be in a group, and
+    `params` (arrays or shapes) must be given: the labels are a concrete tree, which
+    `optax.tree_map_params` (the opt-state shardings) needs. The schedule returned
+    (for train/lr) is the first group's."""
+    configs = group_configs(cfg, groups)
+    if not configs:
+        return _build_one(cfg, total_steps)
+    built = {name: _build_one(c, total_steps) for name, c in configs.items()}
+    if params is None:
+        raise ValueError("optim.build: optimizer groups need the params' structure")
+    check_param_groups(cfg, params, groups)
+    tx = optax.multi_transform({name: t for name, (t, _) in built.items()},
+                               top_level_labels(params))
+    return tx, next(iter(built.values()))[1]
+
+
+def check_param_groups(cfg, params, groups=()) -> None:
+    """BadInput unless the optimizer groups are exactly the top-level modules."""
+    names = list(group_configs(cfg, groups))
+    if names and set(names) != set(params):
+        raise BadInput(f"optim.groups: groups {sorted(names)} must be the model's top-level "
+                       f"modules {sorted(params)}")
+
+
+def keep_group(new_state, old_state, group: str):
+    """The multi_transform state with only `group`'s inner state taken from `new_state`:
+    the other groups' optimizer states stay exactly as they were."""
+    inner = {name: (new_state.inner_states[name] if name == group else old)
+             for name, old in old_state.inner_states.items()}
+    return new_state._replace(inner_states=inner)
 
 
 def current_lr(schedule, opt_state, step):

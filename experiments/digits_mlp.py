@@ -4,12 +4,16 @@ real scans, 10 classes); reports eval/accuracy and eval/f1 (macro) on a stratifi
 
     python -m bigmodels.main --config=experiments/digits_mlp.py --workdir=runs/digits_mlp
 
+The same recipe on a TFDS image dataset (online the first time, then cached):
+`--config=experiments/digits_mlp.py:mnist` (also fashion_mnist, cifar10, cifar100).
+
 Pixels are standardised with one train-split mean and std (preprocess.json); train
 images are shifted by up to one pixel at random (data.augment).
 """
 
 from bigmodels.config import base_config
 from bigmodels.data.sklearn_data import sklearn_data_config
+from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.mlp import mlp_config
 
 
@@ -24,6 +28,8 @@ def get_config(arg: str = ""):
     c.model = mlp_config(hidden=(256, 128), activation="relu", dropout=0.2)
     c.optim.update(name="adam", lr=2e-3, schedule="warmup_cosine", warmup_steps=100)
     c.data = sklearn_data_config("digits", standardize="global", augment=True)
+    if arg in TFDS_IMAGES:
+        image_experiment(c, arg)
     if arg == "tiny":
         c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
         c.model.hidden = (16,)

@@ -4,6 +4,9 @@ eval/accuracy and eval/f1 (macro) on a stratified 20% test split. Offline.
 
     python -m bigmodels.main --config=experiments/digits_resnet.py --workdir=runs/digits_resnet
 
+The same recipe on a TFDS image dataset (online the first time, then cached):
+`--config=experiments/digits_resnet.py:mnist` (also fashion_mnist, cifar10, cifar100).
+
 BatchNorm's running statistics travel in the train state (model_state) and the
 checkpoints; eval uses them. Same data pipeline as digits_cnn (standardised pixels,
 random one-pixel shifts).
@@ -11,6 +14,7 @@ random one-pixel shifts).
 
 from bigmodels.config import base_config
 from bigmodels.data.sklearn_data import sklearn_data_config
+from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.resnet import resnet_config
 
 
@@ -26,6 +30,8 @@ def get_config(arg: str = ""):
     c.optim.update(name="adamw", lr=3e-3, weight_decay=1e-4, schedule="warmup_cosine",
                    warmup_steps=100)
     c.data = sklearn_data_config("digits", standardize="global", augment=True)
+    if arg in TFDS_IMAGES:
+        image_experiment(c, arg)
     if arg == "tiny":
         c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
         c.model.update(stem=4, stages=(4, 8), blocks=1)

@@ -4,6 +4,9 @@ and eval/f1 (macro) on a stratified 20% test split. Offline.
 
     python -m bigmodels.main --config=experiments/digits_vit.py --workdir=runs/digits_vit
 
+The same recipe on a TFDS image dataset (online the first time, then cached):
+`--config=experiments/digits_vit.py:mnist` (also fashion_mnist, cifar10, cifar100).
+
 Same data pipeline as digits_cnn (standardised pixels, random one-pixel shifts); with
 1,437 training images the shifts are what keeps a ViT, which has no built-in
 translation invariance, from overfitting.
@@ -11,6 +14,7 @@ translation invariance, from overfitting.
 
 from bigmodels.config import base_config
 from bigmodels.data.sklearn_data import sklearn_data_config
+from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.vit import vit_config
 
 
@@ -27,6 +31,8 @@ def get_config(arg: str = ""):
     c.optim.update(name="adamw", lr=3e-3, weight_decay=0.05, clip_norm=1.0,
                    schedule="warmup_cosine", warmup_steps=100)
     c.data = sklearn_data_config("digits", standardize="global", augment=True)
+    if arg in TFDS_IMAGES:
+        image_experiment(c, arg)
     if arg == "tiny":
         c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
         c.model.update(embed_dim=16, num_layers=1, num_heads=2, mlp_dim=32)

@@ -11,7 +11,7 @@ from flax import linen as nn
 pytest.importorskip("sklearn")
 
 from bigmodels import train  # noqa: E402
-from bigmodels.data import sklearn_data  # noqa: E402
+from bigmodels.data import augment, sklearn_data  # noqa: E402
 from bigmodels.models.cnn import CNN  # noqa: E402
 from helpers import experiment_config, read_metrics  # noqa: E402
 
@@ -21,24 +21,24 @@ _experiment = experiment_config
 
 def test_shift_image_moves_pixels_and_fills_with_background():
     image = np.arange(1, 17, dtype=np.float32).reshape(4, 4, 1)
-    down_right = sklearn_data.shift_image(image, 1, 1)
+    down_right = augment.shift_image(image, 1, 1)
     np.testing.assert_array_equal(down_right[1:, 1:], image[:-1, :-1])
     assert not down_right[0].any() and not down_right[:, 0].any()
-    up_left = sklearn_data.shift_image(image, -1, -1)
+    up_left = augment.shift_image(image, -1, -1)
     np.testing.assert_array_equal(up_left[:-1, :-1], image[1:, 1:])
     assert not up_left[-1].any() and not up_left[:, -1].any()
-    np.testing.assert_array_equal(sklearn_data.shift_image(image, 0, 0), image)
+    np.testing.assert_array_equal(augment.shift_image(image, 0, 0), image)
 
 
 def test_random_shift_keeps_the_label_and_shifts_by_at_most_one_pixel():
     image = np.random.default_rng(0).uniform(1, 16, size=(8, 8, 1)).astype(np.float32)
-    shift = sklearn_data.RandomShift(1)
+    shift = augment.RandomShift(1)
     seen = set()
     for seed in range(60):
         out = shift.random_map({"image": image, "y": 7}, np.random.default_rng(seed))
         assert out["y"] == 7
         matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                   if np.array_equal(out["image"], sklearn_data.shift_image(image, dy, dx))]
+                   if np.array_equal(out["image"], augment.shift_image(image, dy, dx))]
         assert len(matches) == 1
         seen.add(matches[0])
     assert len(seen) == 9                                   # every shift occurs

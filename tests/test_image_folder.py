@@ -10,7 +10,7 @@ from PIL import Image  # noqa: E402
 
 from bigmodels import train  # noqa: E402
 from bigmodels.config import base_config  # noqa: E402
-from bigmodels.data import image_folder  # noqa: E402
+from bigmodels.data import augment, image_folder  # noqa: E402
 from bigmodels.errors import BadInput  # noqa: E402
 from bigmodels.models.cnn import cnn_config  # noqa: E402
 from helpers import read_metrics  # noqa: E402
@@ -53,7 +53,7 @@ def test_folder_is_split_by_class_and_batched(tmp_path):
 
 def test_flip_mirrors_left_right_and_keeps_the_label():
     image = np.arange(12, dtype=np.uint8).reshape(2, 3, 2)
-    flipped = [image_folder.RandomFlip().random_map({"image": image, "y": 1},
+    flipped = [augment.RandomFlip().random_map({"image": image, "y": 1},
                                                     np.random.default_rng(s))
                for s in range(20)]
     assert all(f["y"] == 1 for f in flipped)

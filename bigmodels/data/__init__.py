@@ -20,6 +20,7 @@ KINDS = {
     "tfds_text_classes": "bigmodels.data.tfds_classes:build",
     "sklearn": "bigmodels.data.sklearn_data:build",
     "image_folder": "bigmodels.data.image_folder:build",
+    "tfds_images": "bigmodels.data.tfds_images:build",
 }
 
 

@@ -15,11 +15,10 @@ flip (for natural images; never for digits or text).
 import hashlib
 import os
 
-import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import sklearn_data
+from bigmodels.data import augment, sklearn_data
 from bigmodels.data.text_files import default_data_dir
 from bigmodels.errors import BadInput
 
@@ -98,15 +97,6 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
                            "image": decode(path, self._size, self._channels)}
 
 
-class RandomFlip(grain.transforms.RandomMap):
-    """Mirrors an example's image left-right with probability 1/2."""
-
-    def random_map(self, element, rng: np.random.Generator):
-        if rng.random() < 0.5:
-            return {**element, "image": element["image"][:, ::-1]}
-        return element
-
-
 def load_splits(d) -> tuple[list[str], dict]:
     """(class names, {"train"|"test": (row indices, images N x S x S x C uint8, labels)})."""
     if d.channels not in (1, 3):
@@ -150,12 +140,9 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     with named.unlocked():
         named.name = "image_folder:" + os.path.abspath(os.path.expanduser(d.path))
     stats = sklearn_data.fitted_or_saved_stats(named, spec, workdir, train_x, train_y)
-    augment = []
-    if d.augment:
-        augment.append(sklearn_data.RandomShift(max(1, d.image_size // 8)))
-    if d.flip:
-        augment.append(RandomFlip())
     train, eval_ = sklearn_data.batches(config, spec, stats, (train_x, train_y),
-                                        (test_x, test_y), augment, process_index,
+                                        (test_x, test_y),
+                                        augment.image_augmentations(d.image_size, d.augment,
+                                                                    d.flip), process_index,
                                         process_count)
     return sklearn_data.TabularData(named.name, classes, stats, train, eval_)

@@ -18,7 +18,8 @@ every epoch and draws each example's augmentation (`data.augment`: a random shif
 up to one pixel for digits; no flip, a flipped digit is another symbol) from the
 seed and the example's position in the stream. Eval reads the whole test split once,
 in batches of batch_size; the last batch is padded with rows of `weight` 0 so every
-test example counts exactly once.
+test example counts exactly once. Each example carries its `id`, its row in its split
+(a GAN's eval pairs test example k with the fake drawn from noise seed k).
 """
 
 import dataclasses
@@ -30,7 +31,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import preprocess
+from bigmodels.data import augment, preprocess
 from bigmodels.data.text_files import default_data_dir
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
@@ -150,27 +151,6 @@ def load_splits(name: str, test_fraction: float = 0.2, data_dir: str = "") -> di
     return out
 
 
-def shift_image(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """H x W x C moved down dy and right dx pixels (negative: up/left); what moves in
-    is 0, the blank background of the raw digits."""
-    out = np.zeros_like(image)
-    h, w = image.shape[:2]
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
-
-
-class RandomShift(grain.transforms.RandomMap):
-    """Shifts an example's raw image by up to `max_shift` pixels each way."""
-
-    def __init__(self, max_shift: int = 1):
-        self.max_shift = max_shift
-
-    def random_map(self, element, rng: np.random.Generator):
-        dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=2)
-        return {**element, "image": shift_image(element["image"], int(dy), int(dx))}
-
-
 @dataclasses.dataclass
 class TabularData:
     name: str
@@ -201,6 +181,7 @@ def _batch_maker(stats: dict, spec: Spec, rows: slice):
                 y = stats["target"].apply(y)
             out["target"] = y[:, 0].astype(np.float32)
         out["weight"] = raw["w"].astype(np.float32)
+        out["id"] = raw["id"].astype(np.int32)    # the example's row in its split
         return {k: v[rows] for k, v in out.items()}
     return finish
 
@@ -237,14 +218,15 @@ def batches(config, spec: Spec, stats: dict, train_xy, test_xy, augment=(),
     finish = _batch_maker(stats, spec, rows_for_process(b, process_index, process_count))
 
     def example(i):
-        return {"image": train_x[i].reshape(shape), "y": train_y[i], "w": np.float32(1)}
+        return {"image": train_x[i].reshape(shape), "y": train_y[i], "w": np.float32(1),
+                "id": np.int32(i)}
 
     # shuffle + repeat: a fresh permutation of the train rows every epoch.
     train = (grain.MapDataset.range(len(train_y)).shuffle(seed=config.seed).repeat(None)
              .map(example))
     for transform in augment:
         train = train.random_map(transform, seed=config.seed)
-    train = (train.map(lambda e: {"x": e["image"], "y": e["y"], "w": e["w"]})
+    train = (train.map(lambda e: {"x": e["image"], "y": e["y"], "w": e["w"], "id": e["id"]})
              .batch(b, drop_remainder=True).map(finish))
 
     def eval_batch(i, _):
@@ -252,7 +234,7 @@ def batches(config, spec: Spec, stats: dict, train_xy, test_xy, augment=(),
         valid = index < len(test_y)
         index = np.where(valid, index, 0)          # padding rows repeat row 0, weight 0
         return finish({"x": test_x[index].reshape((b,) + shape), "y": test_y[index],
-                       "w": valid})
+                       "w": valid, "id": index})
 
     eval_ = grain.MapDataset.range(math.ceil(len(test_y) / b)).map_with_index(eval_batch)
     return train, eval_
@@ -305,6 +287,6 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
         test_x, test_y, names = select_classes(test_x, test_y, names, d.classes)
     stats = fitted_or_saved_stats(d, spec, workdir, train_x, train_y)
     train, eval_ = batches(config, spec, stats, (train_x, train_y), (test_x, test_y),
-                           [RandomShift(1)] if d.augment else [], process_index,
+                           augment.image_augmentations(8, d.augment, False), process_index,
                            process_count)
     return TabularData(d.name, names, stats, train, eval_)

@@ -22,6 +22,7 @@ MODELS = {
     "cnn": "bigmodels.models.cnn:CNN",
     "resnet": "bigmodels.models.resnet:ResNet",
     "vit": "bigmodels.models.vit:ViT",
+    "gan": "bigmodels.models.gan:GAN",
 }
 
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
+from bigmodels import flops
 from bigmodels.errors import BadInput
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, zeros
@@ -32,7 +33,9 @@ class CNN(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, images_BxHxWxC, train: bool = False):
+    def __call__(self, images_BxHxWxC, train: bool = False, features: bool = False):
+        """Class logits; with `features`, the dense layer's ReLU activations instead
+        (the embedding a Frechet distance is measured in)."""
         if images_BxHxWxC.ndim != 4 or images_BxHxWxC.shape[1:3] != (self.image_size,) * 2:
             raise BadInput(f"model.image_size={self.image_size}: expected B x "
                            f"{self.image_size} x {self.image_size} x C images, got "
@@ -49,6 +52,8 @@ class CNN(nn.Module):
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(Dense(self.dense, ("embed", "mlp"), init_std=math.sqrt(2 / x.shape[-1]),
                           dtype=self.dtype, name="dense")(x))
+        if features:
+            return x.astype(jnp.float32)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         logits = Dense(self.num_classes, ("mlp", None), init_std=math.sqrt(1 / x.shape[-1]),
                        dtype=self.dtype, name="head")(x)
@@ -57,14 +62,12 @@ class CNN(nn.Module):
     def train_flops_per_token(self, params, seq_len: int = 1) -> float:
         """FLOPs per example, forward + backward = 3 x forward.
 
-        Forward: conv i costs 2 * H_i * W_i * k * k * C_in * C_out (SAME padding, so
-        the output side is the input side), counting every tap, also those over the
-        zero padding, as a dense conv kernel computes them; a dense layer costs 2 x
-        its kernel size. Pooling, ReLU and bias adds are left out (a few percent)."""
+        Forward: convs are `flops.conv_forward` (SAME padding, so the output side is
+        the input side); a dense layer costs 2 x its kernel size. Pooling, ReLU and
+        bias adds are left out (a few percent)."""
         side, forward = self.image_size, 0.0
         for i in range(len(self.channels)):
-            kernel = params[f"conv_{i}"]["kernel"]
-            forward += 2.0 * side * side * math.prod(kernel.shape)
+            forward += flops.conv_forward(params[f"conv_{i}"]["kernel"], side * side)
             side = pooled_size(side)
         for name in ("dense", "head"):
             forward += 2.0 * math.prod(params[name]["kernel"].shape)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
+from bigmodels import flops
 from bigmodels.errors import BadInput
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, ones, zeros
@@ -85,12 +86,11 @@ class ResNet(nn.Module):
     def train_flops_per_token(self, params, seq_len: int = 1) -> float:
         """FLOPs per example, forward + backward = 3 x forward.
 
-        A conv costs 2 * H_out * W_out * k * k * C_in * C_out (every tap, also those
-        over the zero padding, as a dense conv kernel computes them; a stride-2 conv
-        runs at the halved side); the head 2 x its kernel size. BatchNorm, ReLU, the
-        residual adds and the pool are left out (a few percent)."""
+        Convs are `flops.conv_forward` (a stride-2 conv runs at the halved side); the
+        head 2 x its kernel size. BatchNorm, ReLU, the residual adds and the pool are
+        left out (a few percent)."""
         def conv(name, side):
-            return 2.0 * side * side * math.prod(params[name]["kernel"].shape)
+            return flops.conv_forward(params[name]["kernel"], side * side)
 
         side = self.image_size
         forward = conv("stem", side) + 2.0 * math.prod(params["head"]["kernel"].shape)

@@ -27,7 +27,7 @@ class BinaryClassify:
     tokens_per_example: int = 1
 
     @classmethod
-    def from_config(cls, config, model):
+    def from_config(cls, config, model, data=None):
         if config.model.get("num_classes", 1) != 1:
             raise BadInput(f"model.num_classes: task binary_classify needs one output "
                            f"logit, got {config.model.num_classes}")

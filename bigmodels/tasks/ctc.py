@@ -44,7 +44,7 @@ class CTC:
     max_frames: int = 0                # input frames per example (for FLOPs and tokens/s)
 
     @classmethod
-    def from_config(cls, config, model):
+    def from_config(cls, config, model, data=None):
         return cls(model, max_frames=config.data.max_frames)
 
     @property

@@ -25,7 +25,7 @@ class Regress:
     tokens_per_example: int = 1
 
     @classmethod
-    def from_config(cls, config, model):
+    def from_config(cls, config, model, data=None):
         if config.model.get("num_classes", 1) != 1:
             raise BadInput(f"model.num_classes: task regress predicts one value, got "
                            f"{config.model.num_classes} outputs")

@@ -55,7 +55,7 @@ class Seq2Seq:
     eos_id: int
 
     @classmethod
-    def from_config(cls, config, model):
+    def from_config(cls, config, model, data=None):
         d = config.data
         source_len, target_len = d.get("source_len", 0), d.get("target_len", 0)
         for key, value in (("source_len", source_len), ("target_len", target_len)):

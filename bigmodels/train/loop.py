@@ -141,11 +141,12 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     config = _resolve(config, data)
     if config.sample_at_end:
         data.tokenizer.encode(config.sample_at_end)   # an unencodable prompt fails now, not after training
-    task = tasks.build(config, models.build(config.model))
-    tx, schedule = optim.build(config.optim, config.total_steps)
-
+    task = tasks.build(config, models.build(config.model), data)
     rng = jax.random.key(config.seed)
     example = data.train[0]
+    tx, schedule = optim.build(config.optim, config.total_steps,
+                               getattr(task, "update_groups", ()),
+                               state_lib.abstract_params(task, rng, example))
     abstract, shardings = state_lib.state_shardings(task, tx, mesh, rng, example)
     optim.check_groups(config.optim, abstract.params)
 

@@ -33,6 +33,12 @@ def _create(task, tx, rng, example_batch) -> TrainState:
                       opt_state=tx.init(params), model_state=variables)
 
 
+def abstract_params(task, rng, example_batch):
+    """The params' shapes and dtypes, without computing anything."""
+    boxed = jax.eval_shape(lambda r: task.init(r, _example(example_batch)), rng)
+    return nn.meta.unbox(boxed)["params"]
+
+
 def state_shardings(task, tx, mesh, rng, example_batch):
     """(abstract state, its NamedShardings), derived from shapes and logical axes only."""
     boxed = jax.eval_shape(lambda r: task.init(r, _example(example_batch)), rng)

@@ -1,0 +1,44 @@
+"""A DCGAN-style GAN on scikit-learn's 8x8 digits (offline), pixels scaled to [0, 1].
+
+The generator and discriminator are two parameter groups of one train state, each
+with its own Adam (b1 0.5 as in DCGAN) through one optax.multi_transform, updated in
+turn every step with the non-saturating losses. DCGAN's lr of 2e-4 reached FID 72 in
+3,000 steps here; 1e-3 reaches 21 (real test vs real train digits: 6.8). At each eval the trainer
+writes a sample grid to <workdir>/images/samples_<step>.png and logs eval/fid, the
+Fréchet distance between the 360 test digits and 360 fakes in the features of the
+trained digits CNN, so train that first:
+
+    python -m bigmodels.main --config=experiments/digits_cnn.py --workdir=runs/digits_cnn
+    python -m bigmodels.main --config=experiments/digits_gan.py --workdir=runs/digits_gan
+
+(`--config.fid_classifier=` without a value trains without the score.)
+"""
+
+import ml_collections
+
+from bigmodels.config import base_config
+from bigmodels.data.sklearn_data import sklearn_data_config
+from bigmodels.models.gan import gan_config
+
+
+def get_config(arg: str = ""):
+    c = base_config()
+    c.task = "gan"
+    c.fid_classifier = "runs/digits_cnn"    # a trained classifier's workdir; "" = no FID
+    c.total_steps = 3000
+    c.batch_size = 64
+    c.log_every = 100
+    c.eval_every = 500
+    c.ckpt_every = 3000
+    c.model = gan_config(latent_dim=32, generator_channels=(128, 64),
+                         discriminator_channels=(64, 128))
+    c.optim.update(name="adam", lr=1e-3, b1=0.5, b2=0.999)
+    # One optimizer per group; both start as the one above. Override one with e.g.
+    # --config.optim.groups.discriminator.lr=5e-4.
+    c.optim.groups = ml_collections.ConfigDict({"generator": {"lr": 1e-3},
+                                                "discriminator": {"lr": 1e-3}})
+    c.data = sklearn_data_config("digits", standardize="unit")
+    if arg == "tiny":
+        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        c.model.update(latent_dim=4, generator_channels=(16, 8), discriminator_channels=(8, 16))
+    return c

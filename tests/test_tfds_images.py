@@ -1,0 +1,45 @@
+"""The image experiments pointed at TFDS datasets (mnist, cifar10), on TFDS mock data:
+real feature specs and splits, random pixels, no download and no TensorFlow."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from bigmodels import train
+from bigmodels.errors import BadInput
+from helpers import experiment_config
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+
+@pytest.mark.parametrize("experiment,dataset,shape", [
+    ("digits_cnn", "mnist", (28, 28, 1)),
+    ("digits_resnet", "cifar10", (32, 32, 3)),
+    ("digits_vit", "fashion_mnist", (28, 28, 1)),
+])
+def test_image_experiment_on_mock_tfds_data(tmp_path, experiment, dataset, shape):
+    config = experiment_config(experiment, dataset, total_steps=4, batch_size=8, log_every=2,
+                               eval_every=4, ckpt_every=4)
+    config.model = experiment_config(experiment).model      # the tiny model ...
+    config.model.update(image_size=shape[0])                # ... at this dataset's size
+    if "patch_size" in config.model:
+        config.model.patch_size = 4
+    config.data.update(tfds_dir=str(tmp_path / "tfds"), max_examples=24)
+    with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
+        result = train.run(config, str(tmp_path / "run"))
+    assert result.config.model.num_classes == 10
+    batch = result.data.train[0]
+    assert batch["image"].shape == (8,) + shape and batch["image"].dtype == np.float32
+    assert abs(float(batch["image"].mean())) < 0.5     # standardised with train statistics
+    assert {"eval/accuracy", "eval/f1", "eval/loss"} <= set(result.eval_metrics)
+    assert (tmp_path / "run" / "preprocess.json").exists()
+    assert importlib.util.find_spec("tensorflow") is None
+
+
+def test_unknown_tfds_image_dataset_is_bad_input(tmp_path):
+    config = experiment_config("digits_cnn", "mnist")
+    config.data.update(name="no_such_dataset", tfds_dir=str(tmp_path / "tfds"))
+    with pytest.raises(BadInput, match="data.name='no_such_dataset'"):
+        train.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
