@@ -138,3 +138,13 @@ def test_export_cli(trained_workdir, tmp_path):
     nothing = _cli(f"--workdir={tmp_path / 'none'}", f"--out={tmp_path / 'x'}",
                    module="bigmodels.export")
     assert nothing.returncode == 2 and len(nothing.stderr.strip().splitlines()) == 1
+
+
+def test_gan_without_its_feature_classifier(tmp_path):
+    pytest.importorskip("sklearn")
+    done = _cli("--config=experiments/digits_gan.py:tiny", f"--workdir={tmp_path / 'gan'}",
+                f"--config.fid_classifier={tmp_path / 'no_cnn'}")
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fid_classifier" in lines[0] and "digits_cnn" in lines[0], lines
+    assert not (tmp_path / "gan").exists()

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import log_mel, speech, text_files
+from bigmodels.data import log_mel, speech, tfds_source
 from bigmodels.errors import BadInput
 
 
@@ -62,14 +62,7 @@ def load_utterances(source, transcript, audio_key: str, rate: int, d,
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     d = config.data
     tfds.disable_progress_bar()
-    try:
-        builder = tfds.builder(d.name, data_dir=d.tfds_dir or text_files.default_data_dir(),
-                               file_format="array_record")
-        builder.download_and_prepare()
-    except Exception as e:      # unknown name, no network, a missing optional dependency
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        raise BadInput(f"data.name={d.name!r}: cannot prepare the TFDS dataset "
-                       f"({type(e).__name__}: {first_line})") from None
+    builder = tfds_source.prepared_builder(d)
     info = builder.info.features
     if d.audio_key not in info:
         raise BadInput(f"data.audio_key={d.audio_key!r} is not a feature of {d.name} "

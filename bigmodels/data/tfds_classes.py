@@ -10,12 +10,10 @@ first `eval_batches` batches of the eval split in order, so eval is fixed.
 
 import grain
 import numpy as np
-import tensorflow_datasets as tfds
 
-from bigmodels.data import tokenizers
+from bigmodels.data import tfds_source, tokenizers
 from bigmodels.data.masked_lm import BERT_SPECIALS
 from bigmodels.data.text_classes import ClassData
-from bigmodels.data.text_files import default_data_dir
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
 
@@ -59,16 +57,9 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    try:
-        builder = tfds.builder(d.name, data_dir=d.tfds_dir or default_data_dir(),
-                               file_format="array_record")
-        builder.download_and_prepare()
-        train_source = builder.as_data_source(d.train_split)
-        eval_source = builder.as_data_source(d.eval_split)
-        label = builder.info.features[d.label_key]
-    except Exception as e:    # not found, offline, bad split or key: one line, no trace
-        raise BadInput(f"data.name={d.name!r}: {type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    builder, train_source, eval_source = tfds_source.split_sources(d, (d.text_key,
+                                                                        d.label_key))
+    label = builder.info.features[d.label_key]
     tokenizer = tokenizers.build("byte", b"", BERT_SPECIALS if d.specials == "bert" else ())
     seq_len = d.seq_len or config.model.context_length
     rows = rows_for_process(config.batch_size, process_index, process_count)

@@ -15,8 +15,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import augment, sklearn_data
-from bigmodels.data.text_files import default_data_dir
+from bigmodels.data import augment, sklearn_data, tfds_source
 from bigmodels.errors import BadInput
 
 # (image side, channels) of the datasets the experiment files know by name.
@@ -57,17 +56,8 @@ def _read(source, image_key: str, label_key: str, limit: int):
 
 def load(d):
     """(class names, (train images, labels), (eval images, labels))."""
-    try:
-        builder = tfds.builder(d.name, data_dir=d.tfds_dir or default_data_dir(),
-                               file_format="array_record")
-        builder.download_and_prepare()
-        train = builder.as_data_source(d.train_split)
-        eval_ = builder.as_data_source(d.eval_split)
-        label = builder.info.features[d.label_key]
-        builder.info.features[d.image_key]
-    except Exception as e:    # not found, offline, bad split or key: one line, no trace
-        raise BadInput(f"data.name={d.name!r}: {type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key))
+    label = builder.info.features[d.label_key]
     return (list(label.names), _read(train, d.image_key, d.label_key, d.max_examples),
             _read(eval_, d.image_key, d.label_key, d.max_examples))
 
