@@ -7,7 +7,15 @@ Every key has a concrete default (never None) so that ml_collections can type-ch
 import ml_collections
 
 
-def base_config() -> ml_collections.ConfigDict:
+def tiny_run(config, batch_size: int = 8) -> None:
+    """The run length of an experiment's `:tiny` variant (its smoke test): 6 steps,
+    logging every 2, evaluating and checkpointing every 3."""
+    config.update(total_steps=6, batch_size=batch_size, log_every=2, eval_every=3,
+                  ckpt_every=3)
+
+
+def base_config(**top) -> ml_collections.ConfigDict:
+    """The defaults, with top-level keys (task, total_steps, ...) set from `top`."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.total_steps = 1000
@@ -76,4 +84,5 @@ def base_config() -> ml_collections.ConfigDict:
     c.perf = ml_collections.ConfigDict(dict(
             peak_flops_per_device=0.0,  # 0 = look up the device kind in bigmodels.flops
     ))
+    c.update(top)
     return c

@@ -19,19 +19,14 @@ The classes' text is part of the stdlib corpus that bert_mlm.py saw, unlabelled,
 pretraining text usually overlaps a downstream task's.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.bert import bert_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "classify"
-    c.total_steps = 300
-    c.batch_size = 32
-    c.log_every = 50
-    c.eval_every = 100
-    c.ckpt_every = 300
+    c = base_config(task="classify", total_steps=300, batch_size=32, log_every=50,
+                    eval_every=100, ckpt_every=300)
     # Shaped like bert_mlm.py so its encoder loads; its MLM head is not used.
     c.model = bert_config(name="bert_classifier", num_classes=0, num_layers=4, num_heads=4,
                           embed_dim=128, context_length=128, dropout=0.1, pooling="cls")
@@ -48,7 +43,7 @@ def get_config(arg: str = ""):
                       train_split="train", eval_split="test", eval_batches=50)
         c.total_steps = 2000
     if arg == "tiny":                      # shaped like bert_mlm.py:tiny
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.eval_batches = 2
         c.model.update(num_layers=1, embed_dim=32, num_heads=2, context_length=32)
     return c

@@ -9,19 +9,14 @@ and eval/accuracy on the masked tokens of held-out text.
 Then fine-tune it as a classifier with experiments/bert_classify.py (init_from).
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.models.bert import bert_config
 from bigmodels.data.text_files import stdlib_sources
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "masked_lm"
-    c.total_steps = 800
-    c.batch_size = 32
-    c.log_every = 50
-    c.eval_every = 200
-    c.ckpt_every = 400
+    c = base_config(task="masked_lm", total_steps=800, batch_size=32, log_every=50,
+                    eval_every=200, ckpt_every=400)
     c.model = bert_config(name="bert_mlm", num_layers=4, num_heads=4, embed_dim=128,
                           context_length=128, dropout=0.0)
     c.optim.update(name="adamw", lr=1e-3, schedule="warmup_cosine", warmup_steps=80,
@@ -30,7 +25,7 @@ def get_config(arg: str = ""):
     c.data.path = stdlib_sources()
     c.data.tokenizer = "byte"
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.eval_batches, c.data.max_bytes = 2, 200_000
         c.model.update(num_layers=1, embed_dim=32, num_heads=2, context_length=32)
     return c

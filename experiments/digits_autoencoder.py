@@ -6,24 +6,19 @@ grids of originals above reconstructions into <workdir>/images at each eval.
     python -m bigmodels.main --config=experiments/digits_autoencoder.py --workdir=runs/digits_autoencoder
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.autoencoder import autoencoder_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "autoencode"
-    c.total_steps = 3000
-    c.batch_size = 64
-    c.log_every = 100
-    c.eval_every = 500
-    c.ckpt_every = 3000
+    c = base_config(task="autoencode", total_steps=3000, batch_size=64, log_every=100,
+                    eval_every=500, ckpt_every=3000)
     c.model = autoencoder_config("autoencoder", latent_dim=16, hidden=(256, 128))
     c.optim.update(name="adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100,
                    min_lr=1e-4)
     c.data = sklearn_data_config("digits", standardize="unit")
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
         c.model.update(latent_dim=2, hidden=(16,))
     return c

@@ -17,7 +17,7 @@ At this size the 0-4 features do not help 5-9: an honest negative result, not a 
 (tests/test_digits_finetune.py checks that the backbone really is the pretrained one).
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.cnn import cnn_config
 
@@ -38,6 +38,6 @@ def get_config(arg: str = ""):
                                      classes="5,6,7,8,9", train_per_class=10)
     c.log_every, c.eval_every, c.ckpt_every = 50, c.total_steps // 3, c.total_steps
     if arg.endswith("tiny"):
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
         c.model.update(channels=(4, 8), dense=16)
     return c

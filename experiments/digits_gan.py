@@ -16,7 +16,7 @@ trained digits CNN, so train that first:
 
 import ml_collections
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.gan import gan_config
 
@@ -39,6 +39,6 @@ def get_config(arg: str = ""):
                                                 "discriminator": {"lr": 1e-3}})
     c.data = sklearn_data_config("digits", standardize="unit")
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
         c.model.update(latent_dim=4, generator_channels=(16, 8), discriminator_channels=(8, 16))
     return c

@@ -11,26 +11,21 @@ Pixels are standardised with one train-split mean and std (preprocess.json); tra
 images are shifted by up to one pixel at random (data.augment).
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.mlp import mlp_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "classify"
-    c.total_steps = 3000
-    c.batch_size = 64
-    c.log_every = 100
-    c.eval_every = 1000
-    c.ckpt_every = 3000
+    c = base_config(task="classify", total_steps=3000, batch_size=64, log_every=100,
+                    eval_every=1000, ckpt_every=3000)
     c.model = mlp_config(hidden=(256, 128), activation="relu", dropout=0.2)
     c.optim.update(name="adam", lr=2e-3, schedule="warmup_cosine", warmup_steps=100)
     c.data = sklearn_data_config("digits", standardize="global", augment=True)
     if arg in TFDS_IMAGES:
         image_experiment(c, arg)
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
         c.model.hidden = (16,)
     return c

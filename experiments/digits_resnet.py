@@ -12,20 +12,15 @@ checkpoints; eval uses them. Same data pipeline as digits_cnn (standardised pixe
 random one-pixel shifts).
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.resnet import resnet_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "classify"
-    c.total_steps = 1500
-    c.batch_size = 64
-    c.log_every = 100
-    c.eval_every = 500
-    c.ckpt_every = 1500
+    c = base_config(task="classify", total_steps=1500, batch_size=64, log_every=100,
+                    eval_every=500, ckpt_every=1500)
     c.model = resnet_config(stem=32, stages=(32, 64), blocks=2)
     c.optim.update(name="adamw", lr=3e-3, weight_decay=1e-4, schedule="warmup_cosine",
                    warmup_steps=100)
@@ -33,6 +28,6 @@ def get_config(arg: str = ""):
     if arg in TFDS_IMAGES:
         image_experiment(c, arg)
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
         c.model.update(stem=4, stages=(4, 8), blocks=1)
     return c

@@ -12,20 +12,15 @@ Same data pipeline as digits_cnn (standardised pixels, random one-pixel shifts);
 translation invariance, from overfitting.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.vit import vit_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "classify"
-    c.total_steps = 2000
-    c.batch_size = 64
-    c.log_every = 100
-    c.eval_every = 500
-    c.ckpt_every = 2000
+    c = base_config(task="classify", total_steps=2000, batch_size=64, log_every=100,
+                    eval_every=500, ckpt_every=2000)
     c.model = vit_config(patch_size=2, embed_dim=64, num_layers=4, num_heads=4, mlp_dim=128,
                          dropout=0.0)
     c.optim.update(name="adamw", lr=3e-3, weight_decay=0.05, clip_norm=1.0,
@@ -34,6 +29,6 @@ def get_config(arg: str = ""):
     if arg in TFDS_IMAGES:
         image_experiment(c, arg)
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
         c.model.update(embed_dim=16, num_layers=1, num_heads=2, mlp_dim=32)
     return c

@@ -10,7 +10,7 @@ quickstart GPT, so it can start from a quickstart run:
         --config.init_from=runs/quickstart --config.init_from_skip='^classifier/'
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.gpt import gpt_config
 
@@ -18,13 +18,8 @@ MODULES = STDLIB_CLASSES
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "classify"
-    c.total_steps = 300
-    c.batch_size = 32
-    c.log_every = 50
-    c.eval_every = 100
-    c.ckpt_every = 300
+    c = base_config(task="classify", total_steps=300, batch_size=32, log_every=50,
+                    eval_every=100, ckpt_every=300)
     c.model = gpt_config(name="gpt_classifier", num_classes=0, num_layers=4, num_heads=4,
                          embed_dim=128, context_length=128, use_bias=False)
     c.optim.update(name="adamw", lr=1e-3, schedule="warmup_cosine", warmup_steps=30,
@@ -34,7 +29,7 @@ def get_config(arg: str = ""):
     c.data.tokenizer = "byte"              # the quickstart's, so its embeddings fit
     c.data.eval_batches = 20
     if arg == "tiny":                      # shaped like quickstart.py:tiny
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.eval_batches = 2
         c.model.update(num_layers=1, embed_dim=32, num_heads=2, context_length=32)
     return c

@@ -12,17 +12,12 @@ the baseline to compare with.
 import os
 import sysconfig
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.models.gpt import gpt_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.total_steps = 200
-    c.batch_size = 16
-    c.log_every = 25
-    c.eval_every = 50
-    c.ckpt_every = 200
+    c = base_config(total_steps=200, batch_size=16, log_every=25, eval_every=50, ckpt_every=200)
     c.model = gpt_config(num_layers=4, num_heads=4, embed_dim=128, context_length=128,
                          use_bias=False)      # the quickstart's shape
     c.optim.update(name="adamw", lr=5e-4, schedule="warmup_cosine", warmup_steps=20,
@@ -31,7 +26,7 @@ def get_config(arg: str = ""):
     c.data.tokenizer = "byte"
     c.sample_at_end = "def "
     if arg == "tiny":                          # shaped like quickstart.py:tiny
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.sample_tokens, c.data.eval_batches = 16, 2
         c.model.update(num_layers=1, embed_dim=32, num_heads=2, context_length=32)
     return c

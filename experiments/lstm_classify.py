@@ -9,7 +9,7 @@ masks the padding. Reports eval/accuracy and eval/f1 (macro).
 Any files work as classes: `--config.data.path=a.txt,b.txt,...` (one class per file).
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.rnn import rnn_classifier_config
 
@@ -17,13 +17,8 @@ MODULES = STDLIB_CLASSES
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "classify"
-    c.total_steps = 600
-    c.batch_size = 64
-    c.log_every = 50
-    c.eval_every = 200
-    c.ckpt_every = 200
+    c = base_config(task="classify", total_steps=600, batch_size=64, log_every=50,
+                    eval_every=200, ckpt_every=200)
     c.model = rnn_classifier_config(cell="lstm", embed_dim=64, hidden_dim=128, num_layers=1,
                                     bidirectional=True, context_length=128)
     c.optim.update(name="adam", lr=5e-3, schedule="warmup_cosine", warmup_steps=30,
@@ -33,7 +28,7 @@ def get_config(arg: str = ""):
     c.data.tokenizer = "char"
     c.data.eval_batches = 20
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.eval_batches = 2
         c.model.update(embed_dim=16, hidden_dim=16, context_length=32)
     return c

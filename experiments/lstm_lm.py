@@ -10,17 +10,13 @@ trainer and sampler as the GPTs).
 `--config.model.cell=gru` trains a GRU instead.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.models.rnn import rnn_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.total_steps = 1000
-    c.batch_size = 32
-    c.log_every = 100
-    c.eval_every = 250
-    c.ckpt_every = 500
+    c = base_config(total_steps=1000, batch_size=32, log_every=100, eval_every=250,
+                    ckpt_every=500)
     c.sample_at_end = "\n"
     c.model = rnn_config(cell="lstm", embed_dim=128, hidden_dim=512, num_layers=1,
                          context_length=64)
@@ -29,7 +25,7 @@ def get_config(arg: str = ""):
     c.data.tokenizer = "char"
     c.data.eval_batches = 20
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.sample_tokens, c.data.eval_batches = 16, 2
         c.model.update(embed_dim=16, hidden_dim=32, context_length=16)
     return c

@@ -8,18 +8,14 @@ The corpus exists offline on every machine. About 3 minutes on 2 CPU cores.
 `--config=experiments/quickstart.py:tiny` is a seconds-long variant for smoke tests.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.text_files import stdlib_sources
 from bigmodels.models.gpt import gpt_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.total_steps = 600
-    c.batch_size = 16
-    c.log_every = 50
-    c.eval_every = 200
-    c.ckpt_every = 200
+    c = base_config(total_steps=600, batch_size=16, log_every=50, eval_every=200,
+                    ckpt_every=200)
     c.sample_at_end = "def "
     c.sample_tokens = 200
     c.model = gpt_config(num_layers=4, num_heads=4, embed_dim=128, context_length=128,
@@ -29,7 +25,7 @@ def get_config(arg: str = ""):
     c.data.path = stdlib_sources()
     c.data.tokenizer = "byte"
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.sample_tokens, c.data.eval_batches, c.data.max_bytes = 16, 2, 200_000
         c.model.update(num_layers=1, embed_dim=32, num_heads=2, context_length=32)
     return c

@@ -10,17 +10,13 @@ mean over 20 random validation batches.
         --workdir=runs/shakespeare_char --config.data.path=../shared/data/tinyshakespeare.txt
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.models.gpt import gpt_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.total_steps = 2000
-    c.batch_size = 12
-    c.log_every = 100
-    c.eval_every = 250
-    c.ckpt_every = 1000
+    c = base_config(total_steps=2000, batch_size=12, log_every=100, eval_every=250,
+                    ckpt_every=1000)
     c.model = gpt_config(num_layers=4, num_heads=4, embed_dim=128, context_length=64,
                         use_bias=False, tie_embeddings=True, dropout=0.0)
     c.optim.update(name="adamw", lr=1e-3, schedule="warmup_cosine", warmup_steps=100,
@@ -30,6 +26,6 @@ def get_config(arg: str = ""):
     c.data.val_fraction = 0.1
     c.data.eval_batches = 20
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.eval_batches = 2
     return c

@@ -14,7 +14,7 @@ Real speech, online (TFDS downloads and prepares speech_commands once, 2.4 GB):
 `--config=experiments/speech_ctc.py:speech_commands`.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.espeak import espeak_data_config
 from bigmodels.data.speech_tfds import tfds_speech_data_config
 from bigmodels.models.speech import speech_config
@@ -26,13 +26,8 @@ EVAL_VOICES = ("en-gb-scotland", "en-us+f3", "en-gb+m5")
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "ctc"
-    c.total_steps = 600
-    c.batch_size = 32
-    c.log_every = 50
-    c.eval_every = 200
-    c.ckpt_every = 200
+    c = base_config(task="ctc", total_steps=600, batch_size=32, log_every=50, eval_every=200,
+                    ckpt_every=200)
     c.model = speech_config(conv_strides=(2, 1), conv_dim=128, encoder="lstm", hidden_dim=128,
                             num_layers=2, dropout=0.1)
     c.optim.update(name="adamw", lr=2e-3, schedule="warmup_cosine", warmup_steps=50,
@@ -44,7 +39,7 @@ def get_config(arg: str = ""):
     if arg == "speech_commands":     # one word per 1 s clip: yes, no, up, down, ...
         c.data = tfds_speech_data_config(name="speech_commands")
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.update(num_train=24, num_eval=8, eval_batches=1, max_words=2)
         c.model.update(conv_dim=16, hidden_dim=16, num_layers=1)
     return c

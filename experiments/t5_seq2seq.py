@@ -16,18 +16,13 @@ Reversing letter strings is the other offline task:
 --config.data.target_len=21`.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.models.t5 import t5_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "seq2seq"
-    c.total_steps = 1000
-    c.batch_size = 48
-    c.log_every = 50
-    c.eval_every = 250
-    c.ckpt_every = 1000
+    c = base_config(task="seq2seq", total_steps=1000, batch_size=48, log_every=50,
+                    eval_every=250, ckpt_every=1000)
     c.model = t5_config(num_layers=2, num_decoder_layers=2, num_heads=4, embed_dim=96,
                         mlp_ratio=4, context_length=80, positions="learned")
     c.optim.update(name="adamw", lr=2e-3, schedule="warmup_cosine", warmup_steps=100,
@@ -41,7 +36,7 @@ def get_config(arg: str = ""):
     c.data.heldout_percent = 10.0
     c.data.eval_batches = 16               # 768 held-out numbers
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.eval_batches = 2
         c.data.size = 3
         c.data.source_len, c.data.target_len = 32, 4

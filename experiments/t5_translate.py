@@ -11,18 +11,13 @@ Another TFDS translation dataset: `--config.data.name=ted_hrlr_translate/ru_to_e
 `--config.data.mock_examples=64`.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.models.t5 import t5_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "seq2seq"
-    c.total_steps = 50_000
-    c.batch_size = 64
-    c.log_every = 100
-    c.eval_every = 2000
-    c.ckpt_every = 2000
+    c = base_config(task="seq2seq", total_steps=50_000, batch_size=64, log_every=100,
+                    eval_every=2000, ckpt_every=2000)
     c.model = t5_config(num_layers=6, num_decoder_layers=6, num_heads=8, embed_dim=512,
                         mlp_ratio=4, context_length=256, positions="rotary", dropout=0.1)
     c.optim.update(name="adamw", lr=5e-4, schedule="warmup_cosine", warmup_steps=2000,
@@ -40,7 +35,7 @@ def get_config(arg: str = ""):
     c.data.target_len = 256
     c.data.eval_batches = 16
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 8, 2, 3, 3
+        tiny_run(c)
         c.data.mock_examples, c.data.eval_batches = 32, 2
         c.data.source_len, c.data.target_len = 24, 24
         c.model.update(num_layers=1, num_decoder_layers=1, embed_dim=32, num_heads=2,

@@ -8,22 +8,18 @@ Features and target are standardised with train-split statistics (preprocess.jso
 the workdir), so eval/mse is in units of the train target's variance.
 """
 
-from bigmodels.config import base_config
+from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.mlp import mlp_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    c.task = "regress"
-    c.total_steps = 500            # longer overfits the 353 train rows (R² falls)
-    c.batch_size = 32
-    c.log_every = 50
-    c.eval_every = 250
-    c.ckpt_every = 500
+    # 500 steps: longer overfits the 353 train rows (R² falls).
+    c = base_config(task="regress", total_steps=500, batch_size=32, log_every=50,
+                    eval_every=250, ckpt_every=500)
     c.model = mlp_config(num_classes=1, hidden=(50,), activation="relu")
     c.optim.update(name="sgd", lr=0.01)
     c.data = sklearn_data_config("diabetes")
     if arg == "tiny":
-        c.total_steps, c.batch_size, c.log_every, c.eval_every, c.ckpt_every = 6, 16, 2, 3, 3
+        tiny_run(c, batch_size=16)
     return c

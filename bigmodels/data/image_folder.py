@@ -116,14 +116,8 @@ def load_splits(d) -> tuple[list[str], dict]:
                           test_fraction=d.test_fraction,
                           data_dir=d.tfds_dir or default_data_dir())
     builder.download_and_prepare()
-    out = {}
-    for split in ("train", "test"):
-        source = builder.as_data_source(split)
-        records = sorted((source[i] for i in range(len(source))), key=lambda r: int(r["index"]))
-        out[split] = (np.array([int(r["index"]) for r in records]),
-                      np.stack([np.asarray(r["image"]) for r in records]),
-                      np.array([int(r["label"]) for r in records]))
-    return classes, out
+    splits = sklearn_data.indexed_splits(builder, "image", "label")
+    return classes, {k: (i, x, y.astype(np.int64)) for k, (i, x, y) in splits.items()}
 
 
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):

@@ -141,13 +141,19 @@ def load_splits(name: str, test_fraction: float = 0.2, data_dir: str = "") -> di
     builder = SklearnDataset(dataset=name, test_fraction=test_fraction,
                              data_dir=data_dir or default_data_dir())
     builder.download_and_prepare()
+    return indexed_splits(builder, "features", "target", np.float32)
+
+
+def indexed_splits(builder, x_key: str, y_key: str, x_dtype=None) -> dict:
+    """{"train"|"test": (row indices, stacked x, y)} of a prepared builder whose
+    records carry their row `index`, in row order (TFDS shuffles records on disk)."""
     out = {}
     for split in ("train", "test"):
         source = builder.as_data_source(split)
         records = sorted((source[i] for i in range(len(source))), key=lambda r: int(r["index"]))
         out[split] = (np.array([int(r["index"]) for r in records]),
-                      np.stack([np.asarray(r["features"], np.float32) for r in records]),
-                      np.array([r["target"] for r in records]))
+                      np.stack([np.asarray(r[x_key], x_dtype) for r in records]),
+                      np.array([r[y_key] for r in records]))
     return out
 
 

@@ -9,10 +9,9 @@ import dataclasses
 
 import jax.numpy as jnp
 import optax
-from flax import linen as nn
 
-from bigmodels.errors import BadInput
-from bigmodels.tasks.classify import example_weights, model_inputs
+from bigmodels.tasks.classify import example_weights
+from bigmodels.tasks.scalar_output import ScalarOutput
 
 
 def binary_f1(tp: float, fp: float, fn: float) -> float:
@@ -22,27 +21,11 @@ def binary_f1(tp: float, fp: float, fn: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class BinaryClassify:
-    model: nn.Module
-    tokens_per_example: int = 1
-
-    @classmethod
-    def from_config(cls, config, model, data=None):
-        if config.model.get("num_classes", 1) != 1:
-            raise BadInput(f"model.num_classes: task binary_classify needs one output "
-                           f"logit, got {config.model.num_classes}")
-        return cls(model)
-
-    def init(self, rng, batch):
-        return self.model.init({"params": rng}, *model_inputs(batch))
-
-    def _logits(self, params, batch, rng, train):
-        logits = self.model.apply({"params": params}, *model_inputs(batch), train=train,
-                                  rngs={"dropout": rng} if train else None)
-        return logits.reshape(logits.shape[0])
+class BinaryClassify(ScalarOutput):
+    name = "binary_classify"
 
     def loss(self, params, model_state, batch, rng, train=True):
-        logits = self._logits(params, batch, rng, train)
+        logits, model_state = self._output(params, model_state, batch, rng, train)
         labels, w = batch["label"], example_weights(batch)
         n = jnp.maximum(w.sum(), 1e-12)
         loss = (optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype)) * w).sum() / n
@@ -50,7 +33,7 @@ class BinaryClassify:
         return loss, ({"loss": loss, "accuracy": accuracy}, model_state)
 
     def eval_sums(self, params, model_state, batch):
-        logits = self._logits(params, batch, None, False)
+        logits, _ = self._output(params, model_state, batch, None, False)
         labels, w = batch["label"], example_weights(batch)
         predicted, positive = logits > 0, labels == 1
         n, one = w.sum(), jnp.array(1.0)
@@ -64,6 +47,3 @@ class BinaryClassify:
         out = {k: s / max(w, 1e-12) for k, (s, w) in sums.items() if k in ("loss", "accuracy")}
         out["f1"] = binary_f1(*(float(sums[k][0]) for k in ("tp", "fp", "fn")))
         return out
-
-    def train_flops_per_example(self, params) -> float:
-        return self.model.train_flops_per_token(params, 1)

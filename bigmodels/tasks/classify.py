@@ -36,6 +36,18 @@ def example_weights(batch):
                                          jnp.float32))
 
 
+def apply_model(model, params, model_state, batch, rng, train: bool):
+    """(the model's outputs on the batch's inputs, model_state after the call): mutable
+    state (BatchNorm statistics) is updated in training and only read at eval."""
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": rng} if train else None
+    if train and model_state:
+        out, updates = model.apply(variables, *model_inputs(batch), train=True, rngs=rngs,
+                                   mutable=list(model_state))
+        return out, {**model_state, **updates}
+    return model.apply(variables, *model_inputs(batch), train=train, rngs=rngs), model_state
+
+
 def macro_f1(confusion: np.ndarray) -> float:
     """Mean over classes of 2TP / (2TP + FP + FN); rows are true labels."""
     confusion = np.asarray(confusion, np.float64)
@@ -63,15 +75,7 @@ class Classify:
         return self.model.init({"params": rng}, *model_inputs(batch))
 
     def _logits(self, params, model_state, batch, rng, train):
-        """(logits, model_state after the call)."""
-        variables = {"params": params, **model_state}
-        rngs = {"dropout": rng} if train else None
-        if train and model_state:
-            logits, updates = self.model.apply(variables, *model_inputs(batch), train=True,
-                                               rngs=rngs, mutable=list(model_state))
-            return logits, {**model_state, **updates}
-        return self.model.apply(variables, *model_inputs(batch), train=train,
-                                rngs=rngs), model_state
+        return apply_model(self.model, params, model_state, batch, rng, train)
 
     def loss(self, params, model_state, batch, rng, train=True):
         logits, model_state = self._logits(params, model_state, batch, rng, train)

@@ -8,10 +8,9 @@ batches, and `finalize_eval` forms SST = sum y² - (sum y)² / n from them.
 import dataclasses
 
 import jax.numpy as jnp
-from flax import linen as nn
 
-from bigmodels.errors import BadInput
-from bigmodels.tasks.classify import example_weights, model_inputs
+from bigmodels.tasks.classify import example_weights
+from bigmodels.tasks.scalar_output import ScalarOutput
 
 
 def r2_from_sums(sse: float, sum_y: float, sum_y2: float, n: float) -> float:
@@ -20,34 +19,18 @@ def r2_from_sums(sse: float, sum_y: float, sum_y2: float, n: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class Regress:
-    model: nn.Module
-    tokens_per_example: int = 1
-
-    @classmethod
-    def from_config(cls, config, model, data=None):
-        if config.model.get("num_classes", 1) != 1:
-            raise BadInput(f"model.num_classes: task regress predicts one value, got "
-                           f"{config.model.num_classes} outputs")
-        return cls(model)
-
-    def init(self, rng, batch):
-        return self.model.init({"params": rng}, *model_inputs(batch))
-
-    def _predict(self, params, batch, rng, train):
-        out = self.model.apply({"params": params}, *model_inputs(batch), train=train,
-                               rngs={"dropout": rng} if train else None)
-        return out.reshape(out.shape[0])
+class Regress(ScalarOutput):
+    name = "regress"
 
     def loss(self, params, model_state, batch, rng, train=True):
-        error = self._predict(params, batch, rng, train) - batch["target"]
+        prediction, model_state = self._output(params, model_state, batch, rng, train)
         w = example_weights(batch)
-        loss = (error ** 2 * w).sum() / jnp.maximum(w.sum(), 1e-12)
+        loss = ((prediction - batch["target"]) ** 2 * w).sum() / jnp.maximum(w.sum(), 1e-12)
         return loss, ({"loss": loss}, model_state)
 
     def eval_sums(self, params, model_state, batch):
         y, w = batch["target"], example_weights(batch)
-        sse = ((self._predict(params, batch, None, False) - y) ** 2 * w).sum()
+        sse = ((self._output(params, model_state, batch, None, False)[0] - y) ** 2 * w).sum()
         n = w.sum()
         return {"loss": (sse, n), "y": ((y * w).sum(), n), "y2": ((y * y * w).sum(), n)}
 
@@ -58,6 +41,3 @@ class Regress:
         # float64 on the host: the sums come back as numpy float64 from the loop.
         return {"loss": mse, "mse": mse,
                 "r2": r2_from_sums(float(sse), float(sum_y), float(sum_y2), n)}
-
-    def train_flops_per_example(self, params) -> float:
-        return self.model.train_flops_per_token(params, 1)
