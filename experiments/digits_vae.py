@@ -4,10 +4,14 @@ higher is better), eval/kl and eval/reconstruction, and writes PNG grids of
 reconstructions and of samples from the prior into <workdir>/images at each eval.
 
     python -m bigmodels.main --config=experiments/digits_vae.py --workdir=runs/digits_vae
+
+The same recipe on a TFDS image dataset (online the first time, then cached):
+`--config=experiments/digits_vae.py:mnist` (also fashion_mnist, cifar10, cifar100).
 """
 
 from bigmodels.config import base_config, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
+from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.autoencoder import autoencoder_config
 
 
@@ -18,6 +22,8 @@ def get_config(arg: str = ""):
     c.optim.update(name="adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100,
                    min_lr=1e-4)
     c.data = sklearn_data_config("digits", standardize="unit")
+    if arg in TFDS_IMAGES:
+        image_experiment(c, arg)
     if arg == "tiny":
         tiny_run(c, batch_size=16)
         c.model.update(latent_dim=2, hidden=(16,))

@@ -17,22 +17,31 @@ tfds = pytest.importorskip("tensorflow_datasets")
     ("digits_cnn", "mnist", (28, 28, 1)),
     ("digits_resnet", "cifar10", (32, 32, 3)),
     ("digits_vit", "fashion_mnist", (28, 28, 1)),
+    ("digits_vae", "mnist", (28, 28, 1)),
+    ("digits_gan", "cifar10", (32, 32, 3)),
 ])
 def test_image_experiment_on_mock_tfds_data(tmp_path, experiment, dataset, shape):
     config = experiment_config(experiment, dataset, total_steps=4, batch_size=8, log_every=2,
                                eval_every=4, ckpt_every=4)
     config.model = experiment_config(experiment).model      # the tiny model ...
-    config.model.update(image_size=shape[0])                # ... at this dataset's size
-    if "patch_size" in config.model:
-        config.model.patch_size = 4
+    for key, value in (("image_size", shape[0]), ("image_shape", shape), ("patch_size", 4)):
+        if key in config.model:                             # ... at this dataset's size
+            config.model[key] = value
+    if "fid_classifier" in config:
+        assert config.fid_classifier == f"runs/digits_cnn_{dataset}"
+        config.fid_classifier = ""
     config.data.update(tfds_dir=str(tmp_path / "tfds"), max_examples=24)
     with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
         result = train.run(config, str(tmp_path / "run"))
-    assert result.config.model.num_classes == 10
     batch = result.data.train[0]
     assert batch["image"].shape == (8,) + shape and batch["image"].dtype == np.float32
-    assert abs(float(batch["image"].mean())) < 0.5     # standardised with train statistics
-    assert {"eval/accuracy", "eval/f1", "eval/loss"} <= set(result.eval_metrics)
+    if result.config.data.standardize == "unit":         # pixels in [0, 1] (AE, VAE, GAN)
+        assert batch["image"].min() >= 0 and batch["image"].max() <= 1
+    else:                                                # standardised with train statistics
+        assert result.config.model.num_classes == 10
+        assert abs(float(batch["image"].mean())) < 0.5
+        assert {"eval/accuracy", "eval/f1"} <= set(result.eval_metrics)
+    assert "eval/loss" in result.eval_metrics
     assert (tmp_path / "run" / "preprocess.json").exists()
     assert importlib.util.find_spec("tensorflow") is None
 

@@ -33,10 +33,11 @@ def tfds_images_config(name: str, **overrides) -> ml_collections.ConfigDict:
 
 
 def image_experiment(config, name: str) -> None:
-    """Points an image experiment at TFDS dataset `name` (one of KNOWN): its data and
-    the model's input size."""
+    """Points an image experiment at TFDS dataset `name` (one of KNOWN): its data, with
+    the experiment's pixel scaling and augmentation, and the model's input size."""
     side, channels = KNOWN[name]
     config.data = tfds_images_config(name, augment=config.data.augment,
+                                     standardize=config.data.standardize,
                                      flip=name.startswith("cifar"))
     for key, value in (("image_size", side), ("image_shape", (side, side, channels)),
                        ("patch_size", 4)):     # a ViT: 49 or 64 tokens, not 196 or 256
