@@ -37,6 +37,11 @@ def base_config(**top) -> ml_collections.ConfigDict:
     c.init_from_skip = ""           # comma-separated regexes of params to leave freshly initialised
     c.init_from_rename = ""         # comma-separated old_regex=>new rules for checkpoint names
 
+    # Multi-process runs (bigmodels/distributed.py): "auto" joins a SLURM or TPU-pod
+    # cluster when there is one, "none" never, "host:port" is an explicit coordinator.
+    c.distributed = ml_collections.ConfigDict(dict(
+            coordinator="auto", num_processes=0, process_id=-1, timeout_s=300))
+
     # Axis sizes of the device mesh; -1 takes whatever devices are left.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 

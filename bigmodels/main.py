@@ -44,7 +44,8 @@ def main(argv):
         fail("--workdir: no workdir given")
     # SIGTERM from here on exits with EXIT_PREEMPTED, even during the heavy imports.
     with SigtermWatch(_WORKDIR.value):
-        from bigmodels import train    # heavy imports after the cheap checks
+        from bigmodels import distributed, train    # heavy imports after the cheap checks
+        distributed.initialize(config.distributed)  # before anything touches a device
         train.run(config, _WORKDIR.value)
 
 

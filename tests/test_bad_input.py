@@ -70,6 +70,10 @@ CASES = {
                                   "optim.lr_multipliers"),
     "an unknown special-token set": (lambda t, c: ["--config.data.specials=t5"],
                                      "data.specials"),
+    "a coordinator without a port": (lambda t, c: ["--config.distributed.coordinator=localhost"],
+                                     "distributed.coordinator"),
+    "an explicit coordinator without ranks": (
+        lambda t, c: ["--config.distributed.coordinator=localhost:1234"], "num_processes"),
     "an unknown TFDS dataset": (lambda t, c: ["--config.data.kind=tfds_text_classes",
                                               "--config.data.name=no_such_dataset"],
                                 "data.name='no_such_dataset'"),

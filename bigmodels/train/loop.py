@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import tqdm
 
-from bigmodels import checkpoint, data as data_lib, flops, models, optim, sharding, tasks
+from bigmodels import (checkpoint, data as data_lib, distributed, flops, models, optim,
+                       sharding, tasks)
 from bigmodels.errors import RunFailed
 from bigmodels.logging import MetricsLogger
 from bigmodels.train import state as state_lib
@@ -136,6 +137,8 @@ def run(config, workdir: str, devices=None) -> RunResult:
 
 def _run(config, workdir, devices, sigterm) -> RunResult:
     mesh = sharding.make_mesh(config.mesh, devices)
+    if devices is None:
+        distributed.check_processes(mesh.size)
     check_batch_split(config, sharding.data_parallel_size(mesh))
     data = data_lib.build(config, workdir, jax.process_index(), jax.process_count())
     config = _resolve(config, data)

@@ -1,0 +1,42 @@
+"""One process of the 2-process test (tests/test_multiprocess.py); not a test itself.
+
+    python tests/multiprocess_worker.py <process_id> <port> <corpus> <workdir> <out.npz>
+
+The parent sets XLA_FLAGS to 4 fake CPU devices per process. This process joins the
+run through `bigmodels.distributed`, records its own rows of the first digits batches
+(their example ids), then trains the tiny GPT on the shared (data=2, fsdp=4) mesh.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from bigmodels import data as data_lib, distributed, train
+from helpers import experiment_config, tiny_lm_config
+
+ID_STEPS = 89      # floor(1437 train digits / 16): one epoch
+
+
+def lm_config(corpus: str):
+    config = tiny_lm_config(corpus, total_steps=10, ckpt_every=5, eval_every=5, log_every=1)
+    config.mesh.update(data=2, fsdp=4, tensor=1)
+    config.batch_size = 16
+    return config
+
+
+def main(process_id: int, port: int, corpus: str, workdir: str, out: str) -> None:
+    config = lm_config(corpus)
+    config.distributed.update(coordinator=f"localhost:{port}", num_processes=2,
+                              process_id=process_id)
+    assert distributed.initialize(config.distributed)
+    digits = experiment_config("digits_mlp", batch_size=16)
+    scratch = os.path.join(os.path.dirname(out), f"scratch_{process_id}")
+    data = data_lib.build(digits, scratch, process_id, 2)
+    ids = np.stack([data.train[i]["id"] for i in range(ID_STEPS)])
+    np.savez(out, ids=ids)
+    train.run(config, workdir)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:6])
