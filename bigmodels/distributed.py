@@ -7,6 +7,8 @@ program. `config.distributed.coordinator` picks how the processes find each othe
     "auto"        (default) join a cluster when the environment shows one: a SLURM
                   job step with more than one task, or a multi-host TPU slice; JAX
                   reads the addresses and ranks from there. Otherwise: one process.
+    "cluster"     always join the cluster the environment describes (the launchers in
+                  launch/ pass this); JAX detects SLURM, Cloud TPU and others.
     "none"        always one process.
     "host:port"   an explicit coordinator (process 0 listens there), with
                   `num_processes` and `process_id` given (launch/local.sh).
@@ -54,8 +56,8 @@ def initialize(cfg) -> bool:
     coordinator = cfg.coordinator.strip()
     if coordinator == "none":
         return False
-    if coordinator == "auto":
-        cluster = detected_cluster()
+    if coordinator in ("auto", "cluster"):
+        cluster = detected_cluster() or ("the environment's" if coordinator == "cluster" else "")
         if not cluster:
             return False
         _use_gloo_on_cpu()
@@ -66,7 +68,7 @@ def initialize(cfg) -> bool:
                             f"{type(e).__name__}: {e}") from e
         return True
     if ":" not in coordinator:
-        raise BadInput(f"distributed.coordinator: expected auto, none or host:port, "
+        raise BadInput(f"distributed.coordinator: expected auto, cluster, none or host:port, "
                        f"got {coordinator!r}")
     if cfg.num_processes < 1 or not 0 <= cfg.process_id < cfg.num_processes:
         raise BadInput(f"distributed: an explicit coordinator needs num_processes >= 1 "
