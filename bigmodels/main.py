@@ -3,6 +3,9 @@
     python -m bigmodels.main --config=experiments/<name>.py --workdir=<dir> [--config.<key>=<value> ...]
 
 Overrides are strict: an unknown key or a value of the wrong type exits with code 2.
+
+`--dry_run [--target_devices=N] [--device_memory_gb=G]` compiles the train step for the
+mesh instead of training and prints its memory and sharding (bigmodels/dry_run.py).
 """
 
 import os
@@ -16,6 +19,12 @@ from bigmodels.preemption import SigtermWatch
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the train step for the mesh and "
+                             "report memory and sharding; do not train.")
+_TARGET_DEVICES = flags.DEFINE_integer("target_devices", 0, "Dry run: compile for this "
+                                       "many fake CPU devices (0 = the devices present).")
+_DEVICE_MEMORY_GB = flags.DEFINE_float("device_memory_gb", 0.0, "Dry run: exit 1 if the "
+                                       "estimate per device exceeds this (0 = no limit).")
 
 
 def _load_config():
@@ -40,6 +49,11 @@ def main(argv):
     # one line (bigmodels.cli); our own messages are printed, not logged.
     logging.set_verbosity(logging.FATAL)
     config = _load_config()
+    if _DRY_RUN.value:
+        _dry_run(config)
+        return
+    if _TARGET_DEVICES.value or _DEVICE_MEMORY_GB.value:
+        fail("--target_devices and --device_memory_gb only apply with --dry_run")
     if not _WORKDIR.value:
         fail("--workdir: no workdir given")
     # SIGTERM from here on exits with EXIT_PREEMPTED, even during the heavy imports.
@@ -47,6 +61,21 @@ def main(argv):
         from bigmodels import distributed, train    # heavy imports after the cheap checks
         distributed.initialize(config.distributed)  # before anything touches a device
         train.run(config, _WORKDIR.value)
+
+
+def _dry_run(config):
+    if _TARGET_DEVICES.value < 0:
+        fail(f"--target_devices must be >= 0, got {_TARGET_DEVICES.value}")
+    import jax
+    if _TARGET_DEVICES.value:
+        # Before any backend exists: N fake CPU devices stand in for the target's.
+        jax.config.update("jax_platforms", "cpu")
+        jax.config.update("jax_num_cpu_devices", _TARGET_DEVICES.value)
+        os.environ["XLA_FLAGS"] = " ".join(
+            f for f in os.environ.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count"))
+    from bigmodels import dry_run
+    dry_run.run(config, _DEVICE_MEMORY_GB.value)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import pathlib
 from bigmodels.config import base_config
 from bigmodels.models.gpt import gpt_config
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
 
 
 def experiment_config(name: str, arg: str = "tiny", **top):

@@ -67,7 +67,7 @@ class MultiHeadAttention(nn.Module):
             return self._attend_with_cache(q, k, v, positions_BxT)
         mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
         return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal,
-                                            implementation=self.implementation)
+                                            implementation=self._implementation())
 
     def _cross_attend(self, x_BxTxD, context_BxSxD, mask_BxS, decode: bool):
         """Attention from x to the context, or (decode, no context) to the cached one."""
@@ -87,7 +87,14 @@ class MultiHeadAttention(nn.Module):
                     self.put_variable("cache", name, value)
         mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
         return jax.nn.dot_product_attention(q, k, v, mask=mask,
-                                            implementation=self.implementation)
+                                            implementation=self._implementation())
+
+    def _implementation(self):
+        """"cudnn" where a GPU is (a GPU config also compiles on CPU, e.g. for a dry
+        run or a test, through JAX's own choice)."""
+        if self.implementation == "cudnn" and jax.default_backend() != "gpu":
+            return None
+        return self.implementation
 
     def _attend_with_cache(self, q, k, v, positions_BxT):
         """Writes k, v at the cache index and attends to every cached position <= query."""

@@ -9,14 +9,14 @@ import jax
 import numpy as np
 import tqdm
 
-from bigmodels import (checkpoint, data as data_lib, distributed, flops, models, optim,
-                       sharding, tasks)
+from bigmodels import checkpoint, flops, sharding
 from bigmodels.errors import RunFailed
 from bigmodels.logging import MetricsLogger
 from bigmodels.train import state as state_lib
 from bigmodels.preemption import Preempted, SigtermWatch
-from bigmodels.train.step import LAYER_NORM_PREFIX, make_eval_step, make_train_step
-from bigmodels.train.validate import check_batch_split, check_config, check_workdir
+from bigmodels.train import setup
+from bigmodels.train.step import LAYER_NORM_PREFIX, make_eval_step
+from bigmodels.train.validate import check_config, check_workdir
 
 CONFIG_FILE = "config.json"
 EVAL_PENDING = "eval_pending"     # checkpoint metadata: the step's eval still has to run
@@ -41,17 +41,6 @@ class RunResult:
 
 class NonFiniteLoss(RunFailed):
     """nan_policy=stop and a step produced a NaN or Inf loss or gradient norm."""
-
-
-def _resolve(config, data):
-    """Fills what only the data knows (the vocabulary size) into a copy of the config."""
-    config = config.copy_and_resolve_references()
-    with config.unlocked():
-        if "vocab_size" in config.model and config.model.vocab_size <= 0:
-            config.model.vocab_size = data.tokenizer.vocab_size
-        if "num_classes" in config.model and config.model.num_classes <= 0:
-            config.model.num_classes = data.num_classes
-    return config
 
 
 class StepClock:
@@ -136,22 +125,12 @@ def run(config, workdir: str, devices=None) -> RunResult:
 
 
 def _run(config, workdir, devices, sigterm) -> RunResult:
-    mesh = sharding.make_mesh(config.mesh, devices)
-    if devices is None:
-        distributed.check_processes(mesh.size)
-    check_batch_split(config, sharding.data_parallel_size(mesh))
-    data = data_lib.build(config, workdir, jax.process_index(), jax.process_count())
-    config = _resolve(config, data)
+    built = setup.build(config, workdir, devices)
+    config, mesh, data, task = built.config, built.mesh, built.data, built.task
+    tx, example = built.tx, built.example
+    abstract, shardings, rng = built.abstract, built.shardings, built.rng
     if config.sample_at_end:
         data.tokenizer.encode(config.sample_at_end)   # an unencodable prompt fails now, not after training
-    task = tasks.build(config, models.build(config.model), data)
-    rng = jax.random.key(config.seed)
-    example = data.train[0]
-    tx, schedule = optim.build(config.optim, config.total_steps,
-                               getattr(task, "update_groups", ()),
-                               state_lib.abstract_params(task, rng, example))
-    abstract, shardings = state_lib.state_shardings(task, tx, mesh, rng, example)
-    optim.check_groups(config.optim, abstract.params)
 
     # Restoring only reads (a corrupt step is moved aside, never deleted), so a
     # checkpoint that does not fit the config is refused before anything is written.
@@ -178,12 +157,8 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     logger = MetricsLogger(workdir, enabled=primary)
     logger.drop_after(start)     # lines after the restored step (or all, from scratch) are redone
 
-    batch_shardings = jax.tree.map(lambda x: sharding.batch_sharding(mesh, x.ndim), example)
-    train_step = jax.jit(make_train_step(task, tx, schedule, config.seed,
-                                         config.grad_accum_steps),
-                         in_shardings=(shardings, batch_shardings),
-                         out_shardings=(shardings, sharding.replicated(mesh)),
-                         donate_argnums=0)
+    batch_shardings = built.batch_shardings
+    train_step = built.jit_train_step()
     eval_step = jax.jit(make_eval_step(task), in_shardings=(shardings, batch_shardings),
                         out_shardings=sharding.replicated(mesh))
 
