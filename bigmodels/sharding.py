@@ -30,6 +30,7 @@ LOGICAL_RULES = (
     ("context", None),
     ("norm", None),
     ("length", None),
+    ("layers", None),       # the stacked-layer axis of scanned blocks
 )
 
 

@@ -9,7 +9,7 @@ from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.norms import make_norm
 from bigmodels.nn.positions import LearnedPositions
-from bigmodels.nn.transformer import TransformerBlock
+from bigmodels.nn.transformer import block_class, scanned_blocks
 
 
 class GPT(nn.Module):
@@ -26,6 +26,8 @@ class GPT(nn.Module):
     tie_embeddings: bool = True
     attention_impl: str | None = None
     approximate_gelu: bool = True     # tanh GELU; False = exact erf GELU (nanoGPT, PyTorch)
+    remat: str = "none"               # none | full | dots | dots_no_batch (nn/transformer.py)
+    scan_layers: bool = False         # one nn.scan over the blocks (params under "blocks")
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -55,12 +57,18 @@ class GPT(nn.Module):
             x = LearnedPositions(self.context_length, self.embed_dim, name="pos_embed")(
                 x, positions_BxT)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        for i in range(self.num_layers):
-            x = TransformerBlock(
-                self.num_heads, self.mlp_ratio * self.embed_dim, self.num_layers, self.norm,
-                self.use_bias, self.positions == "rotary", self.dropout, self.attention_impl,
-                self.approximate_gelu, causal=True, dtype=self.dtype, name=f"block_{i}")(
-                    x, positions_BxT, train, decode)
+        kwargs = dict(num_heads=self.num_heads, mlp_dim=self.mlp_ratio * self.embed_dim,
+                      num_layers=self.num_layers, norm=self.norm, use_bias=self.use_bias,
+                      rotary=self.positions == "rotary", dropout=self.dropout,
+                      attention_impl=self.attention_impl,
+                      approximate_gelu=self.approximate_gelu, causal=True, dtype=self.dtype)
+        if self.scan_layers:
+            x, _ = scanned_blocks(self.remat, train=train, decode=decode, name="blocks",
+                                  **kwargs)(x, positions_BxT)
+        else:
+            block = block_class(self.remat)
+            for i in range(self.num_layers):
+                x = block(**kwargs, name=f"block_{i}")(x, positions_BxT, train, decode)
         return make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x), embed
 
     def train_flops_per_token(self, params, seq_len: int) -> float:
@@ -114,6 +122,8 @@ def gpt_config(**overrides):
         tie_embeddings=True,
         attention_impl="",         # "" = JAX picks; "cudnn" | "xla"
         approximate_gelu=True,     # tanh GELU; False = exact (erf) GELU
+        remat="none",              # none | full | dots | dots_no_batch: recompute in backward
+        scan_layers=False,         # nn.scan over the blocks: compile time independent of depth
         dtype="float32",
     ))
     model.update(overrides)

@@ -9,6 +9,7 @@ Pre-norm (GPT-2, T5) trains stably without warmup tricks; the model adds a final
 
 import math
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -58,3 +59,72 @@ class TransformerBlock(nn.Module):
         h = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=out_std,
                 approximate_gelu=self.approximate_gelu, dtype=self.dtype, name="mlp")(h)
         return x_BxTxD + drop(h)
+
+
+# Rematerialisation: what a block keeps from its forward pass for the backward pass.
+# The rest is recomputed, trading FLOPs for activation memory.
+REMAT_POLICIES = {
+    "none": None,                 # keep everything (no remat)
+    "full": "nothing",            # keep only the block's input; recompute the block
+    "dots": jax.checkpoint_policies.dots_saveable,          # keep matmul outputs
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _check_remat(remat: str):
+    from bigmodels.errors import BadInput
+    if remat not in REMAT_POLICIES:
+        raise BadInput(f"model.remat must be one of {', '.join(REMAT_POLICIES)}, got {remat!r}")
+    policy = REMAT_POLICIES[remat]
+    return policy, (None if policy == "nothing" else policy)
+
+
+def block_class(remat: str = "none"):
+    """TransformerBlock, wrapped in `nn.remat` with the named policy."""
+    policy, jax_policy = _check_remat(remat)
+    if policy is None:
+        return TransformerBlock
+    # static_argnums count self as 0: `train` and `decode` are Python bools.
+    return nn.remat(TransformerBlock, static_argnums=(3, 4), policy=jax_policy)
+
+
+class ScanStep(TransformerBlock):
+    """A block as one step of `nn.scan` over the layers: (x, positions) -> (x, None)."""
+    train: bool = False
+    decode: bool = False
+
+    def __call__(self, x_BxTxD, positions_BxT):
+        return super().__call__(x_BxTxD, positions_BxT, self.train, self.decode), None
+
+
+def scanned_blocks(remat: str = "none", **block_kwargs):
+    """`block_kwargs["num_layers"]` blocks as one `nn.scan`: one compiled block body, params stacked on
+    a leading "layers" axis (so compile time does not grow with depth). Under scan,
+    the remat policy decides exactly what each layer keeps for the backward pass."""
+    policy, jax_policy = _check_remat(remat)
+    step = ScanStep if policy is None else nn.remat(ScanStep, policy=jax_policy,
+                                                    prevent_cse=False)
+    return nn.scan(step, variable_axes={"params": 0, "cache": 0},
+                   split_rngs={"params": True, "dropout": True},
+                   in_axes=nn.broadcast, length=block_kwargs["num_layers"],
+                   metadata_params={nn.PARTITION_NAME: "layers"})(**block_kwargs)
+
+
+def stack_layers(params: dict, num_layers: int, prefix: str = "block_",
+                 scanned: str = "blocks") -> dict:
+    """Unscanned params ({prefix}0 ... {prefix}L-1) -> the scanned layout ({scanned}
+    with each leaf stacked on a leading layer axis). Lossless; `unstack_layers` undoes it."""
+    import numpy as np
+    layers = [params[f"{prefix}{i}"] for i in range(num_layers)]
+    out = {k: v for k, v in params.items() if not k.startswith(prefix)}
+    out[scanned] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *layers)
+    return out
+
+
+def unstack_layers(params: dict, num_layers: int, prefix: str = "block_",
+                   scanned: str = "blocks") -> dict:
+    """The scanned layout -> one {prefix}i subtree per layer."""
+    out = {k: v for k, v in params.items() if k != scanned}
+    for i in range(num_layers):
+        out[f"{prefix}{i}"] = jax.tree.map(lambda x, i=i: x[i], params[scanned])
+    return out
