@@ -42,6 +42,12 @@ def base_config(**top) -> ml_collections.ConfigDict:
     c.distributed = ml_collections.ConfigDict(dict(
             coordinator="auto", num_processes=0, process_id=-1, timeout_s=300))
 
+    # Local SGD / DiLoCo (bigmodels/train/local_sgd.py): each data group trains its own
+    # replica for inner_steps steps, then one outer SGD step on the averaged change.
+    c.local_sgd = ml_collections.ConfigDict(dict(
+            inner_steps=0,              # 0 = off (plain synchronous data parallelism)
+            outer_lr=0.7, outer_momentum=0.9, nesterov=True))
+
     # Axis sizes of the device mesh; -1 takes whatever devices are left.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 

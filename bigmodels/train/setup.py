@@ -8,6 +8,7 @@ import dataclasses
 import jax
 
 from bigmodels import data as data_lib, distributed, models, optim, sharding, tasks
+from bigmodels.errors import BadInput
 from bigmodels.train import state as state_lib
 from bigmodels.train.step import make_train_step
 from bigmodels.train.validate import check_batch_split
@@ -53,6 +54,17 @@ def resolve(config, data):
     return config
 
 
+def _local_sgd(config, task, tx, mesh):
+    from bigmodels.train import local_sgd
+    if getattr(task, "update_groups", ()):
+        raise BadInput(f"local_sgd: task {config.task} updates its groups in turn; it "
+                       f"cannot also train local replicas")
+    if config.batch_size % (mesh.shape["data"] * config.grad_accum_steps):
+        raise BadInput(f"local_sgd: batch_size={config.batch_size} does not split into "
+                       f"{mesh.shape['data']} replicas x {config.grad_accum_steps} microbatches")
+    return local_sgd.build(config.local_sgd, tx, mesh)
+
+
 def build(config, workdir: str, devices=None) -> Setup:
     """Builds a run's parts; raises BadInput for config or data at fault. Writes nothing
     into `workdir` (data builders only read a resumed run's saved statistics)."""
@@ -68,6 +80,10 @@ def build(config, workdir: str, devices=None) -> Setup:
     tx, schedule = optim.build(config.optim, config.total_steps,
                                getattr(task, "update_groups", ()),
                                state_lib.abstract_params(task, rng, example))
+    if config.local_sgd.inner_steps > 0:
+        tx = _local_sgd(config, task, tx, mesh)
     abstract, shardings = state_lib.state_shardings(task, tx, mesh, rng, example)
     optim.check_groups(config.optim, abstract.params)
+    if config.local_sgd.inner_steps > 0 and abstract.model_state:
+        raise BadInput("local_sgd: models with mutable state (BatchNorm) are not supported")
     return Setup(config, mesh, data, task, tx, schedule, example, abstract, shardings)

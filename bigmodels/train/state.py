@@ -48,9 +48,12 @@ def state_shardings(task, tx, mesh, rng, example_batch):
     param_shardings = var_shardings.pop("params")
     # Frozen params (optim.freeze) have an empty MaskedNode in place of their state.
     masked = lambda x: isinstance(x, optax.MaskedNode)   # noqa: E731
-    opt_shardings = optax.tree_map_params(
-        tx, lambda state, s: state if masked(state) else s, abstract.opt_state,
-        param_shardings, transform_non_params=lambda _: replicated, is_leaf=masked)
+    if hasattr(tx, "opt_state_shardings"):       # local SGD: replicas stacked over `data`
+        opt_shardings = tx.opt_state_shardings(abstract.opt_state, param_shardings, mesh)
+    else:
+        opt_shardings = optax.tree_map_params(
+            tx, lambda state, s: state if masked(state) else s, abstract.opt_state,
+            param_shardings, transform_non_params=lambda _: replicated, is_leaf=masked)
     shardings = TrainState(step=replicated, params=param_shardings,
                            opt_state=opt_shardings, model_state=var_shardings)
     return abstract, shardings

@@ -1,5 +1,7 @@
 """Pure train and eval steps. The loop jits them once with explicit shardings."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -85,9 +87,13 @@ def make_train_step(task, tx, schedule, seed: int, grad_accum_steps: int = 1):
     `finite` (False: the update was skipped) and per-module gradient norms.
 
     A task with `update_groups` (names of top-level modules) is updated one group at a
-    time, in that order, within the step (see `_update_in_turn`)."""
+    time, in that order, within the step (see `_update_in_turn`); a local-SGD optimizer
+    steps every replica on its share of the batch (train/local_sgd.py)."""
     seed_key = jax.random.key(seed)
     update = _update_in_turn if getattr(task, "update_groups", ()) else _update_all
+    if hasattr(tx, "inner_steps"):                 # local SGD / DiLoCo
+        from bigmodels.train import local_sgd
+        update = functools.partial(local_sgd.update, loss_and_grads=_loss_and_grads)
 
     def step(state, batch):
         rng = jax.random.fold_in(seed_key, state.step)
