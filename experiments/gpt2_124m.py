@@ -8,8 +8,12 @@ GPUs, AdamW as in nanoGPT's GPT-2 recipe.
 
 The vocabulary is GPT-2's size padded to a multiple of 64 (50304), so the FLOPs are
 GPT-2's; the tokens are bytes of the offline stdlib corpus (ids < 256), which is enough
-for timing. benchmarks/gpt2_mfu.py runs it for a fixed number of steps and records
-tokens/s and MFU (formula in bigmodels/flops.py).
+for timing. On a GPU, benchmarks/step_time.py times it through the real trainer:
+
+    python benchmarks/step_time.py --config=experiments/gpt2_124m.py --steps=200 --window=50
+
+and prints ms/step, tokens/s and MFU (formula in bigmodels/flops.py; H100 dense bf16
+peak 989 TFLOP/s).
 """
 
 from bigmodels.config import base_config, tiny_run

@@ -97,3 +97,33 @@ def test_bf16_compute_tracks_f32(corpus, tmp_path):
                                                                  runs["bfloat16"]))
     assert f32[-1] < f32[0] - 0.5                     # it learned
     np.testing.assert_allclose(bf16, f32, rtol=0.02)
+
+
+def test_checkpoints_convert_between_layouts_for_init_from(corpus, tmp_path):
+    import subprocess
+    import sys
+    from bigmodels import checkpoint
+    from helpers import ROOT
+    config = tiny_lm_config(corpus, total_steps=2, ckpt_every=2)
+    trained = train.run(config, str(tmp_path / "plain")).state.params
+
+    def relayout(source, out, layout):
+        done = subprocess.run([sys.executable, "-m", "bigmodels.relayout", f"--source={source}",
+                               f"--out={out}", f"--layout={layout}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    relayout(tmp_path / "plain", tmp_path / "scanned", "scanned")
+    scanned = tiny_lm_config(corpus, total_steps=1, ckpt_every=1)
+    scanned.model.scan_layers = True
+    scanned.optim.lr = 0.0                                  # the step leaves params as loaded
+    scanned.init_from = str(tmp_path / "scanned")
+    loaded = train.run(scanned, str(tmp_path / "scanned_run")).state.params
+    expected = stack_layers(jax.device_get(trained), 2)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    relayout(tmp_path / "scanned", tmp_path / "back", "unscanned")
+    back = checkpoint.load(str(tmp_path / "back"))
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(jax.device_get(trained)),
+                    strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))

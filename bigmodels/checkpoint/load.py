@@ -141,12 +141,15 @@ def load(path: str, step: int | None = None, shardings=None, prefix: str = "para
     return tree.unflatten({n[len(head):]: a for n, a in flat.items()})
 
 
-def export_params(path: str, out_dir: str, step: int | None = None) -> str:
+def export_params(path: str, out_dir: str, step: int | None = None, transform=None) -> str:
     """Writes only the params of `path`'s checkpoint to `out_dir` (no optimizer state,
-    no data state): the artefact to share or to fine-tune from with `init_from`."""
+    no data state): the artefact to share or to fine-tune from with `init_from`.
+    `transform` (params -> params) changes them on the way, e.g. their layer layout."""
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir):
         raise BadInput(f"export: {out_dir} already exists; not overwriting it")
     params = load(path, step)
+    if transform is not None:
+        params = transform(params)
     ocp.PyTreeCheckpointer().save(out_dir, {"params": params})
     return out_dir
