@@ -1,10 +1,11 @@
 """One process of the 2-process test (tests/test_multiprocess.py); not a test itself.
 
-    python tests/multiprocess_worker.py <process_id> <port> <corpus> <workdir> <out.npz>
+    python tests/multiprocess_worker.py <process_id> <port> <corpus> <workdir> [<out.npz>]
 
 The parent sets XLA_FLAGS to 4 fake CPU devices per process. This process joins the
 run through `bigmodels.distributed`, records its own rows of the first digits batches
-(their example ids), then trains the tiny GPT on the shared (data=2, fsdp=4) mesh.
+(their example ids) when given an output file, then trains the tiny GPT on the shared
+(data=2, fsdp=4) mesh, resuming if the workdir holds a checkpoint.
 """
 
 import os
@@ -25,18 +26,18 @@ def lm_config(corpus: str):
     return config
 
 
-def main(process_id: int, port: int, corpus: str, workdir: str, out: str) -> None:
+def main(process_id: int, port: int, corpus: str, workdir: str, out: str = "") -> None:
     config = lm_config(corpus)
     config.distributed.update(coordinator=f"localhost:{port}", num_processes=2,
                               process_id=process_id)
     assert distributed.initialize(config.distributed)
-    digits = experiment_config("digits_mlp", batch_size=16)
-    scratch = os.path.join(os.path.dirname(out), f"scratch_{process_id}")
-    data = data_lib.build(digits, scratch, process_id, 2)
-    ids = np.stack([data.train[i]["id"] for i in range(ID_STEPS)])
-    np.savez(out, ids=ids)
+    if out:
+        digits = experiment_config("digits_mlp", batch_size=16)
+        scratch = os.path.join(os.path.dirname(out), f"scratch_{process_id}")
+        data = data_lib.build(digits, scratch, process_id, 2)
+        np.savez(out, ids=np.stack([data.train[i]["id"] for i in range(ID_STEPS)]))
     train.run(config, workdir)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:6])
+    main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:])

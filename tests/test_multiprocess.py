@@ -3,6 +3,7 @@ jax.distributed, per-process data shards, global batches from process-local rows
 checkpoints written by both processes together."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,23 +27,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("multiprocess")
+def _launch(corpus: str, workdir, outputs=()) -> list[str]:
+    """Runs the worker as 2 processes with 4 fake CPU devices each; their outputs."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join(
                [HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
     port = _free_port()
     procs = [subprocess.Popen(
         [sys.executable, os.path.join(HERE, "multiprocess_worker.py"), str(i), str(port),
-         corpus, str(root / "run"), str(root / f"ids_{i}.npz")],
+         corpus, str(workdir)] + ([str(outputs[i])] if outputs else []),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode for p in procs):
         raise AssertionError("\n\n".join(f"process {i} exited {p.returncode}:\n{o[-3000:]}"
-                                          for i, (p, o) in enumerate(zip(procs, outputs))))
-    return root, outputs
+                                          for i, (p, o) in enumerate(zip(procs, logs))))
+    return logs
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("multiprocess")
+    logs = _launch(corpus, root / "run", [root / f"ids_{i}.npz" for i in range(2)])
+    return root, logs
 
 
 @pytest.mark.slow
@@ -81,3 +88,13 @@ def test_per_process_examples_are_disjoint_and_cover_the_data(two_process_run, t
     seen = np.concatenate([i.ravel() for i in ids])
     # One epoch: 89 batches of 16 of the 1437 train digits, none seen twice.
     assert len(seen) == len(set(seen.tolist())) == 89 * 16
+
+
+@pytest.mark.slow
+def test_two_processes_resume_together_exactly(two_process_run, corpus):
+    root, _ = two_process_run
+    shutil.copytree(root / "run", root / "resumed")
+    shutil.rmtree(root / "resumed" / "checkpoints" / "10")      # as if stopped after step 5
+    logs = _launch(corpus, root / "resumed")
+    assert all("resumed from step 5" in log for log in logs)
+    assert read_metrics(str(root / "resumed")) == read_metrics(str(root / "run"))
