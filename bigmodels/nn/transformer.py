@@ -38,6 +38,8 @@ class TransformerBlock(nn.Module):
         """`mask_BxT` marks valid (non-padding) positions of x for self-attention;
         `context_BxSxD` and its mask are what cross-attention reads."""
         d = x_BxTxD.shape[-1]
+        # Activations are sharded over the batch (see sharding.with_activation_rules).
+        x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed"))
         # GPT-2: scale the init of projections into the residual stream by 1/sqrt(2L).
         out_std = 0.02 / math.sqrt(2 * self.num_layers)
         drop = nn.Dropout(self.dropout, deterministic=not train)

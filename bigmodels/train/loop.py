@@ -159,14 +159,15 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
 
     batch_shardings = built.batch_shardings
     train_step = built.jit_train_step()
-    eval_step = jax.jit(make_eval_step(task), in_shardings=(shardings, batch_shardings),
+    eval_step = jax.jit(sharding.with_activation_rules(make_eval_step(task), mesh),
+                        in_shardings=(shardings, batch_shardings),
                         out_shardings=sharding.replicated(mesh))
 
     finalize = getattr(task, "finalize_eval", None)
     images_step = None
     if hasattr(task, "eval_images"):     # generative tasks: sample grids at each eval
-        images_step = jax.jit(
-            lambda state, batch: task.eval_images(state.params, state.model_state, batch),
+        images_step = jax.jit(sharding.with_activation_rules(
+            lambda state, batch: task.eval_images(state.params, state.model_state, batch), mesh),
             in_shardings=(shardings, batch_shardings), out_shardings=sharding.replicated(mesh))
 
     def log_eval(step, metrics):

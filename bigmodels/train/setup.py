@@ -36,8 +36,9 @@ class Setup:
 
     def jit_train_step(self):
         """The train step, jitted once with explicit shardings and a donated state."""
-        return jax.jit(make_train_step(self.task, self.tx, self.schedule, self.config.seed,
-                                       self.config.grad_accum_steps),
+        step = make_train_step(self.task, self.tx, self.schedule, self.config.seed,
+                               self.config.grad_accum_steps)
+        return jax.jit(sharding.with_activation_rules(step, self.mesh),
                        in_shardings=(self.shardings, self.batch_shardings),
                        out_shardings=(self.shardings, sharding.replicated(self.mesh)),
                        donate_argnums=0)
