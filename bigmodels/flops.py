@@ -28,12 +28,18 @@ PEAK_FLOPS = {
 CPU_HOST_PEAK_FLOPS = 160e9
 
 
+SCANNED_LAYERS = "blocks"   # nn.scan'ed blocks: every leaf has a leading layer axis
+
+
 def matmul_param_count(params, lookup_only=("pos_embed",)) -> int:
-    """Parameters used in matmuls: leaves with >= 2 dims outside lookup-only tables."""
+    """Parameters used in matmuls: leaves with >= 2 dims outside lookup-only tables
+    (not counting the stacked-layer axis of scanned blocks, so a stacked bias is
+    still a bias)."""
     total = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         names = [getattr(k, "key", str(k)) for k in path]
-        if np.ndim(leaf) >= 2 and not any(n in lookup_only for n in names):
+        ndim = np.ndim(leaf) - (SCANNED_LAYERS in names)
+        if ndim >= 2 and not any(n in lookup_only for n in names):
             total += int(np.prod(np.shape(leaf)))
     return total
 

@@ -41,6 +41,8 @@ def test_scanned_layers_give_identical_logits_and_convert_losslessly(positions):
     back = unstack_layers(stacked, KW["num_layers"])
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Same FLOPs (and MFU): a stacked bias or norm scale is not a matmul param.
+    assert scanned.train_flops_per_token(stacked, 16) == plain.train_flops_per_token(params, 16)
 
 
 @pytest.mark.parametrize("remat", list(REMAT_POLICIES))
@@ -127,3 +129,16 @@ def test_checkpoints_convert_between_layouts_for_init_from(corpus, tmp_path):
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(jax.device_get(trained)),
                     strict=True):
         np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_vit_takes_the_same_scan_and_remat_options():
+    from bigmodels.models.vit import ViT
+    images = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))
+    kw = dict(num_classes=3, embed_dim=16, num_layers=2, num_heads=2, mlp_dim=32)
+    plain = ViT(**kw)
+    params = nn.meta.unbox(plain.init(jax.random.key(0), images)["params"])
+    stacked = stack_layers(params, 2)
+    scanned = ViT(**kw, scan_layers=True, remat="full")
+    np.testing.assert_allclose(scanned.apply({"params": stacked}, images),
+                               plain.apply({"params": params}, images), rtol=1e-5, atol=1e-6)
+    assert scanned.train_flops_per_token(stacked) == plain.train_flops_per_token(params)

@@ -9,7 +9,7 @@ from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.norms import make_norm
 from bigmodels.nn.positions import LearnedPositions
-from bigmodels.nn.transformer import block_class, scanned_blocks
+from bigmodels.nn.transformer import apply_blocks
 
 
 class GPT(nn.Module):
@@ -62,13 +62,8 @@ class GPT(nn.Module):
                       rotary=self.positions == "rotary", dropout=self.dropout,
                       attention_impl=self.attention_impl,
                       approximate_gelu=self.approximate_gelu, causal=True, dtype=self.dtype)
-        if self.scan_layers:
-            x, _ = scanned_blocks(self.remat, train=train, decode=decode, name="blocks",
-                                  **kwargs)(x, positions_BxT)
-        else:
-            block = block_class(self.remat)
-            for i in range(self.num_layers):
-                x = block(**kwargs, name=f"block_{i}")(x, positions_BxT, train, decode)
+        x = apply_blocks(x, positions_BxT, train, decode, remat=self.remat,
+                         scan_layers=self.scan_layers, **kwargs)
         return make_norm(self.norm, self.use_bias, self.dtype, name="final_norm")(x), embed
 
     def train_flops_per_token(self, params, seq_len: int) -> float:

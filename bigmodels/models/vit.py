@@ -17,7 +17,7 @@ from bigmodels.errors import BadInput
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, normal
 from bigmodels.nn.norms import make_norm
-from bigmodels.nn.transformer import TransformerBlock
+from bigmodels.nn.transformer import apply_blocks
 
 
 def patchify(images_BxHxWxC, p: int):
@@ -36,6 +36,8 @@ class ViT(nn.Module):
     num_heads: int = 4
     mlp_dim: int = 128
     dropout: float = 0.0
+    remat: str = "none"               # none | full | dots | dots_no_batch (nn/transformer.py)
+    scan_layers: bool = False         # one nn.scan over the blocks (params under "blocks")
     dtype: jnp.dtype = jnp.float32
 
     @property
@@ -68,10 +70,10 @@ class ViT(nn.Module):
                             axis=1)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         positions = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape[:2])  # unused: no rotary
-        for i in range(self.num_layers):
-            x = TransformerBlock(self.num_heads, self.mlp_dim, self.num_layers,
-                                 dropout=self.dropout, causal=False, dtype=self.dtype,
-                                 name=f"block_{i}")(x, positions, train)
+        x = apply_blocks(x, positions, train, remat=self.remat, scan_layers=self.scan_layers,
+                         num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                         num_layers=self.num_layers, dropout=self.dropout, causal=False,
+                         dtype=self.dtype)
         x = make_norm("layernorm", True, self.dtype, name="final_norm")(x[:, 0])
         logits = Dense(self.num_classes, ("embed", None), dtype=self.dtype, name="head")(x)
         return logits.astype(jnp.float32)
@@ -83,7 +85,8 @@ class ViT(nn.Module):
         the position add are left out."""
         t = self.num_tokens
         count = lambda name: flops.matmul_param_count({name: params[name]})  # noqa: E731
-        blocks = sum(count(f"block_{i}") for i in range(self.num_layers))
+        blocks = (count("blocks") if self.scan_layers     # stacked: all layers in one tree
+                  else sum(count(f"block_{i}") for i in range(self.num_layers)))
         return (t * flops.transformer_train_flops_per_token(blocks, self.num_layers, t,
                                                             self.embed_dim)
                 + 6.0 * (t - 1) * count("patch_embed") + 6.0 * count("head"))
@@ -101,6 +104,8 @@ def vit_config(**overrides):
         num_heads=4,
         mlp_dim=128,
         dropout=0.0,
+        remat="none",              # none | full | dots | dots_no_batch: recompute in backward
+        scan_layers=False,         # nn.scan over the blocks
         dtype="float32",
     ))
     model.update(overrides)

@@ -112,6 +112,22 @@ def scanned_blocks(remat: str = "none", **block_kwargs):
                    metadata_params={nn.PARTITION_NAME: "layers"})(**block_kwargs)
 
 
+def apply_blocks(x_BxTxD, positions_BxT, train: bool, decode: bool = False, *,
+                 remat: str = "none", scan_layers: bool = False, **block_kwargs):
+    """`block_kwargs["num_layers"]` blocks on x, created in the calling module's scope
+    (call it from a compact method): submodules block_0 ... block_{L-1}, or with
+    `scan_layers` one nn.scan named "blocks" (`stack_layers` converts between them)."""
+    if scan_layers:
+        x_BxTxD, _ = scanned_blocks(remat, train=train, decode=decode, name="blocks",
+                                    **block_kwargs)(x_BxTxD, positions_BxT)
+        return x_BxTxD
+    block = block_class(remat)
+    for i in range(block_kwargs["num_layers"]):
+        x_BxTxD = block(**block_kwargs, name=f"block_{i}")(x_BxTxD, positions_BxT, train,
+                                                           decode)
+    return x_BxTxD
+
+
 def stack_layers(params: dict, num_layers: int, prefix: str = "block_",
                  scanned: str = "blocks") -> dict:
     """Unscanned params ({prefix}0 ... {prefix}L-1) -> the scanned layout ({scanned}
