@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from bigmodels import checkpoint, train
+from bigmodels import checkpoint, data as data_lib, train
 from bigmodels.train import loop
 from helpers import read_metrics, tiny_lm_config
 
@@ -15,7 +15,7 @@ BAD_STEP = 3
 @pytest.fixture
 def nan_batch_at_step_3(monkeypatch):
     """Corrupts the batch of step 3: an out-of-range token id embeds as NaN."""
-    build = loop.data_lib.build
+    build = data_lib.build
 
     def corrupt(index, batch):
         if index + 1 == BAD_STEP:
@@ -27,7 +27,7 @@ def nan_batch_at_step_3(monkeypatch):
         data.train = data.train.map_with_index(corrupt)
         return data
 
-    monkeypatch.setattr(loop.data_lib, "build", build_with_bad_batch)
+    monkeypatch.setattr(data_lib, "build", build_with_bad_batch)
 
 
 def test_stop_halts_at_the_bad_step(corpus, tmp_path, nan_batch_at_step_3):

@@ -136,6 +136,7 @@ class T5(nn.Module):
 def t5_config(**overrides):
     """The `config.model` of a T5: a GPT's keys plus the decoder depth."""
     model = gpt_config(name="t5", num_layers=2)
+    del model["remat"], model["scan_layers"]     # GPT-only options (not in T5's stacks)
     model.num_decoder_layers = 0       # 0 = num_layers
     model.update(overrides)
     return model
