@@ -12,6 +12,7 @@ import os
 import statistics
 import tempfile
 
+import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
@@ -24,12 +25,13 @@ _WINDOW = flags.DEFINE_integer("window", 50, "Steps per timing window.")
 
 def main(argv):
     logging.set_verbosity(logging.ERROR)
-    from bigmodels import train
+    from bigmodels import host_devices, train
     config = _CONFIG.value
     config.total_steps = _STEPS.value + _WINDOW.value
     config.log_every = _WINDOW.value
     config.eval_every = config.ckpt_every = config.total_steps
     config.sample_at_end = ""
+    devices = host_devices.split_host_cpus(config)    # as bigmodels.main does
     with tempfile.TemporaryDirectory() as workdir:
         train.run(config, workdir)
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -39,7 +41,8 @@ def main(argv):
     mfu = statistics.median(r["perf/mfu"] for r in rows)
     name = os.path.basename(flags.FLAGS["config"].config_filename)
     print(f"experiment={name} steps={_STEPS.value} ms_per_step={step_s * 1e3:.1f} "
-          f"tokens_per_s={tokens:.0f} mfu={mfu:.3f}")
+          f"tokens_per_s={tokens:.0f} mfu={mfu:.3f} devices={jax.device_count()}"
+          f"{'' if devices else ' (device count chosen outside)'}")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,10 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--eval", action="store_true", help="report val loss at the end")
+    parser.add_argument("--seed", type=int, default=1337, help="seeds the init and batches")
     args = parser.parse_args()
-    torch.manual_seed(1337)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
     text = open(args.data, encoding="utf-8").read()
     chars = sorted(set(text))
     lookup = {c: i for i, c in enumerate(chars)}

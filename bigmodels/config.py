@@ -50,6 +50,9 @@ def base_config(**top) -> ml_collections.ConfigDict:
 
     # Axis sizes of the device mesh; -1 takes whatever devices are left.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # CPU devices the host's cores are split into (bigmodels/host_devices.py), set by the
+    # command line before JAX starts: 0 = one per core, as many as the mesh and batch use.
+    c.cpu_devices = 0
 
     c.optim = ml_collections.ConfigDict(dict(
             name="adamw",               # sgd | momentum | adagrad | rmsprop | adam | adamw

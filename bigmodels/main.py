@@ -58,8 +58,10 @@ def main(argv):
         fail("--workdir: no workdir given")
     # SIGTERM from here on exits with EXIT_PREEMPTED, even during the heavy imports.
     with SigtermWatch(_WORKDIR.value):
-        from bigmodels import distributed, train    # heavy imports after the cheap checks
-        distributed.initialize(config.distributed)  # before anything touches a device
+        # Heavy imports after the cheap checks; both calls before anything touches a device.
+        from bigmodels import distributed, host_devices, train
+        if not distributed.initialize(config.distributed):
+            host_devices.split_host_cpus(config)
         train.run(config, _WORKDIR.value)
 
 

@@ -51,6 +51,7 @@ CASES = {
                                   "num_heads"),
     "batch not divisible": (lambda t, c: ["--config.batch_size=3"], "batch_size"),
     "non-positive total_steps": (lambda t, c: ["--config.total_steps=0"], "total_steps"),
+    "negative cpu_devices": (lambda t, c: ["--config.cpu_devices=-1"], "cpu_devices"),
     "negative total_steps": (lambda t, c: ["--config.total_steps=-5"], "total_steps"),
     "context longer than data": (lambda t, c: ["--config.model.context_length=100000",
                                                "--config.data.max_bytes=5000"], "data"),

@@ -152,23 +152,23 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
 
     primary = jax.process_index() == 0
     if primary:
+        axes = " ".join(f"{name}={size}" for name, size in mesh.shape.items())
+        print(f"mesh {axes} over {mesh.size} {mesh.devices.flat[0].platform} devices",
+              flush=True)
         _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         data.save(workdir)
     logger = MetricsLogger(workdir, enabled=primary)
     logger.drop_after(start)     # lines after the restored step (or all, from scratch) are redone
 
-    batch_shardings = built.batch_shardings
     train_step = built.jit_train_step()
-    eval_step = jax.jit(sharding.with_activation_rules(make_eval_step(task), mesh),
-                        in_shardings=(shardings, batch_shardings),
-                        out_shardings=sharding.replicated(mesh))
+    eval_step = built.jit(make_eval_step(task), out_shardings=sharding.replicated(mesh))
 
     finalize = getattr(task, "finalize_eval", None)
     images_step = None
     if hasattr(task, "eval_images"):     # generative tasks: sample grids at each eval
-        images_step = jax.jit(sharding.with_activation_rules(
-            lambda state, batch: task.eval_images(state.params, state.model_state, batch), mesh),
-            in_shardings=(shardings, batch_shardings), out_shardings=sharding.replicated(mesh))
+        images_step = built.jit(
+            lambda state, batch: task.eval_images(state.params, state.model_state, batch),
+            out_shardings=sharding.replicated(mesh))
 
     def log_eval(step, metrics):
         logger.write(step, metrics)

@@ -34,14 +34,18 @@ class Setup:
     def batch_shardings(self):
         return jax.tree.map(lambda x: sharding.batch_sharding(self.mesh, x.ndim), self.example)
 
+    def jit(self, fn, **kwargs):
+        """`jax.jit` of a function of (state, batch) on this run's mesh, with its
+        activation sharding rules in scope and the state and batch shardings in."""
+        return jax.jit(sharding.with_activation_rules(fn, self.mesh),
+                       in_shardings=(self.shardings, self.batch_shardings), **kwargs)
+
     def jit_train_step(self):
         """The train step, jitted once with explicit shardings and a donated state."""
         step = make_train_step(self.task, self.tx, self.schedule, self.config.seed,
                                self.config.grad_accum_steps)
-        return jax.jit(sharding.with_activation_rules(step, self.mesh),
-                       in_shardings=(self.shardings, self.batch_shardings),
-                       out_shardings=(self.shardings, sharding.replicated(self.mesh)),
-                       donate_argnums=0)
+        return self.jit(step, out_shardings=(self.shardings, sharding.replicated(self.mesh)),
+                        donate_argnums=0)
 
 
 def resolve(config, data):

@@ -1,0 +1,76 @@
+"""CPU runs split the host's cores into devices (bigmodels/host_devices.py)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bigmodels import host_devices
+from bigmodels.config import base_config
+from bigmodels.errors import BadInput
+from conftest import ROOT
+
+
+def _config(batch_size=12, grad_accum_steps=1, **mesh):
+    c = base_config(batch_size=batch_size, grad_accum_steps=grad_accum_steps)
+    c.mesh.update(mesh)
+    return c
+
+
+@pytest.mark.parametrize("config, cores, expected", [
+    (_config(12), 2, 2),
+    (_config(12), 8, 6),                          # 7 and 8 do not divide the batch
+    (_config(7), 2, 1),
+    (_config(12, grad_accum_steps=3), 8, 4),      # microbatch 4
+    (_config(12, tensor=2), 8, 8),                # data 4 x tensor 2
+    (_config(12, tensor=2), 5, 4),
+    (_config(12, fsdp=3, data=1), 4, 3),          # only a multiple of 3 fills the mesh
+])
+def test_usable_count(config, cores, expected):
+    assert host_devices.usable_count(config, cores) == expected
+
+
+def test_a_chosen_count_is_left_alone():
+    # conftest set 8 devices through XLA_FLAGS, and jax has started here.
+    assert host_devices.user_chose_count()
+    assert host_devices.split_host_cpus(_config()) == 0
+
+
+def test_negative_count_is_refused():
+    c = _config()
+    c.cpu_devices = -1
+    with pytest.raises(BadInput, match="cpu_devices"):
+        host_devices.split_host_cpus(c)
+
+
+def _without_device_flags():
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if "xla_force_host_platform_device_count" not in f]
+    return dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
+
+
+def test_split_before_jax_starts():
+    code = """
+import jax
+from bigmodels import host_devices
+from bigmodels.config import base_config
+c = base_config(batch_size=12)
+c.cpu_devices = 3
+print(host_devices.split_host_cpus(c), jax.device_count(), host_devices.split_host_cpus(c))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_without_device_flags(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Set once before the backend starts; the second call finds it started and leaves it.
+    assert done.stdout.split() == ["3", "3", "0"]
+
+
+def test_cli_trains_over_the_split(tmp_path, corpus):
+    done = subprocess.run(
+        [sys.executable, "-m", "bigmodels.main", "--config=experiments/quickstart.py:tiny",
+         f"--workdir={tmp_path}", f"--config.data.path={corpus}", "--config.sample_at_end=",
+         "--config.cpu_devices=2"],
+        cwd=ROOT, env=_without_device_flags(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "mesh data=2 fsdp=1 tensor=1 over 2 cpu devices" in done.stdout
