@@ -51,8 +51,9 @@ def base_config(**top) -> ml_collections.ConfigDict:
     # Axis sizes of the device mesh; -1 takes whatever devices are left.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     # CPU devices the host's cores are split into (bigmodels/host_devices.py), set by the
-    # command line before JAX starts: 0 = one per core, as many as the mesh and batch use.
-    c.cpu_devices = 0
+    # command line before JAX starts: 1 = one device on all cores (XLA's default), 0 = one
+    # per core as far as the mesh and batch can use them (data parallel), N = exactly N.
+    c.cpu_devices = 1
 
     c.optim = ml_collections.ConfigDict(dict(
             name="adamw",               # sgd | momentum | adagrad | rmsprop | adam | adamw

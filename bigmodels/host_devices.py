@@ -1,11 +1,14 @@
-"""One CPU device per core, so a CPU run trains data-parallel over the host's cores.
+"""Splitting a CPU host's cores into devices, so that a CPU run trains data-parallel.
 
 XLA:CPU runs one program's kernels one after another, each split over the cores; between
 the small kernels of a transformer step the cores wait. Profiled on the 2-core CI machine,
 each of the two threads was busy about 30 ms of a 50 ms shakespeare_char step. Split into
-one device per core, the same step is a data-parallel program whose per-device halves
-keep both cores busy: 37 ms against 52 ms (benchmarks/RESULTS.md). The step's result is
-the same up to float summation order: jit keeps global-batch semantics on any mesh.
+one device per core, the same step is a data-parallel program whose per-device halves keep
+both cores busy: 37 ms against 52 ms. It does not pay everywhere: the gradient all-reduce
+costs a few ms a step, and an LSTM's scan ran 3x slower (benchmarks/RESULTS.md). So one
+device stays the default, and an experiment that measured a gain sets `cpu_devices=0`.
+The step's result is the same up to float summation order: jit keeps global-batch
+semantics on any mesh.
 
 The device count must be fixed before JAX starts its backends, so only a process's entry
 point (bigmodels.main, the benchmarks) applies it. Tests, notebooks and a user who already
@@ -42,8 +45,8 @@ def split_host_cpus(config) -> int:
     """Sets the CPU device count from `config.cpu_devices` (0: `usable_count` over the
     cores this process may run on). Returns the count set, or 0 where it is left alone:
     the user chose one, or JAX's backends have already started."""
-    require(config.cpu_devices >= 0, f"cpu_devices must be >= 0 (0 = one per core), got "
-                                     f"{config.cpu_devices}")
+    require(config.cpu_devices >= 0, f"cpu_devices must be >= 0 (0 = one per core, 1 = "
+                                     f"one device), got {config.cpu_devices}")
     if user_chose_count():
         return 0
     count = config.cpu_devices or usable_count(config, len(os.sched_getaffinity(0)))

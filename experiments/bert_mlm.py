@@ -24,6 +24,7 @@ def get_config(arg: str = ""):
     c.data.kind = "text_mlm"
     c.data.path = stdlib_sources()
     c.data.tokenizer = "byte"
+    c.cpu_devices = 0       # on a CPU host, data-parallel over the cores: 348 vs 358 ms/step on 2
     if arg == "tiny":
         tiny_run(c)
         c.data.eval_batches, c.data.max_bytes = 2, 200_000

@@ -4,7 +4,8 @@ Same recipe as nanoGPT's README CPU command, so the numbers compare side by side
 4 layers, 4 heads, width 128, context 64, no bias, tied embeddings, batch 12, 2000
 steps, adamw lr 1e-3 (warmup 100, cosine to 1e-4), beta2 0.99, weight decay 0.1 on
 matrices, clip 1.0, dropout 0. Split: first 90% train, last 10% validation. Eval loss:
-mean over 20 random validation batches.
+mean over 20 random validation batches. On a CPU host the command line trains it
+data-parallel over one device per core (`cpu_devices=0`, bigmodels/host_devices.py).
 
     python -m bigmodels.main --config=experiments/shakespeare_char.py \
         --workdir=runs/shakespeare_char --config.data.path=../shared/data/tinyshakespeare.txt
@@ -23,6 +24,7 @@ def get_config(arg: str = ""):
                    decay_steps=2000, min_lr=1e-4, b1=0.9, b2=0.99, weight_decay=0.1,
                    clip_norm=1.0)
     c.data.tokenizer = "char"
+    c.cpu_devices = 0       # on a CPU host, data-parallel over the cores: 37 vs 52 ms/step on 2
     c.data.val_fraction = 0.1
     c.data.eval_batches = 20
     if arg == "tiny":

@@ -28,6 +28,7 @@ def get_config(arg: str = ""):
     c.optim.update(name="adamw", lr=2e-3, schedule="warmup_cosine", warmup_steps=100,
                    min_lr=1e-4, weight_decay=0.01, clip_norm=1.0)
     c.data.kind = "transduction"
+    c.cpu_devices = 0       # on a CPU host, data-parallel over the cores: 103 vs 112 ms/step on 2
     c.data.tokenizer = "char"
     c.data.transduction = "number_words"   # number_words | reverse
     c.data.size = 6                        # digits (number_words) or letters (reverse)
