@@ -31,7 +31,7 @@ def main(argv):
     config.log_every = _WINDOW.value
     config.eval_every = config.ckpt_every = config.total_steps
     config.sample_at_end = ""
-    devices = host_devices.split_host_cpus(config)    # as bigmodels.main does
+    count = host_devices.split_host_cpus(config)    # as bigmodels.main does
     with tempfile.TemporaryDirectory() as workdir:
         train.run(config, workdir)
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -42,7 +42,7 @@ def main(argv):
     name = os.path.basename(flags.FLAGS["config"].config_filename)
     print(f"experiment={name} steps={_STEPS.value} ms_per_step={step_s * 1e3:.1f} "
           f"tokens_per_s={tokens:.0f} mfu={mfu:.3f} devices={jax.device_count()}"
-          f"{'' if devices else ' (device count chosen outside)'}")
+          f"{'' if count else ' (device count set outside)'}")
 
 
 if __name__ == "__main__":

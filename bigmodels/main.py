@@ -69,7 +69,10 @@ def _dry_run(config):
     if _TARGET_DEVICES.value < 0:
         fail(f"--target_devices must be >= 0, got {_TARGET_DEVICES.value}")
     import jax
-    if _TARGET_DEVICES.value:
+    from bigmodels import host_devices
+    if not _TARGET_DEVICES.value:
+        host_devices.split_host_cpus(config)    # the devices training would get
+    else:
         # Before any backend exists: N fake CPU devices stand in for the target's.
         jax.config.update("jax_platforms", "cpu")
         jax.config.update("jax_num_cpu_devices", _TARGET_DEVICES.value)

@@ -24,7 +24,7 @@ def get_config(arg: str = ""):
                    min_lr=2e-4, b2=0.99, weight_decay=0.1, clip_norm=1.0)
     c.data.path = stdlib_sources()
     c.data.tokenizer = "byte"
-    c.cpu_devices = 0       # on a CPU host, data-parallel over the cores: 137 vs 171 ms/step on 2
+    c.cpu_devices = 0       # on a CPU host, data-parallel over the cores: 138 vs 165 ms/step on 2
     if arg == "tiny":
         tiny_run(c)
         c.sample_tokens, c.data.eval_batches, c.data.max_bytes = 16, 2, 200_000

@@ -14,6 +14,7 @@ from conftest import ROOT
 
 def _config(batch_size=12, grad_accum_steps=1, **mesh):
     c = base_config(batch_size=batch_size, grad_accum_steps=grad_accum_steps)
+    c.model = {}
     c.mesh.update(mesh)
     return c
 
@@ -31,9 +32,15 @@ def test_usable_count(config, cores, expected):
     assert host_devices.usable_count(config, cores) == expected
 
 
-def test_a_chosen_count_is_left_alone():
-    # conftest set 8 devices through XLA_FLAGS, and jax has started here.
-    assert host_devices.user_chose_count()
+def test_local_sgd_keeps_one_device():
+    c = _config(12)
+    c.local_sgd.inner_steps = 4       # replicas = the data axis: cores must not change it
+    assert host_devices.usable_count(c, 8) == 1
+
+
+def test_a_count_set_before_is_left_alone():
+    # conftest set 8 devices through XLA_FLAGS.
+    assert host_devices.count_already_set()
     assert host_devices.split_host_cpus(_config()) == 0
 
 
@@ -50,20 +57,31 @@ def _without_device_flags():
     return dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
 
 
-def test_split_before_jax_starts():
-    code = """
+def _python(code):
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_without_device_flags(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+SPLIT = """
 import jax
 from bigmodels import host_devices
 from bigmodels.config import base_config
 c = base_config(batch_size=12)
-c.cpu_devices = 3
-print(host_devices.split_host_cpus(c), jax.device_count(), host_devices.split_host_cpus(c))
+c.model, c.cpu_devices = {}, 3
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_without_device_flags(),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    # Set once before the backend starts; the second call finds it started and leaves it.
-    assert done.stdout.split() == ["3", "3", "0"]
+
+
+def test_split_before_jax_starts():
+    # Set once; a second call finds the count already set and leaves it.
+    assert _python(SPLIT + "print(host_devices.split_host_cpus(c), jax.device_count(), "
+                           "host_devices.split_host_cpus(c))") == ["3", "3", "0"]
+
+
+def test_no_split_once_jax_has_started():
+    assert _python(SPLIT + "jax.devices()\nprint(host_devices.split_host_cpus(c), "
+                           "jax.device_count())") == ["0", "1"]
 
 
 def test_cli_trains_over_the_split(tmp_path, corpus):

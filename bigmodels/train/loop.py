@@ -129,6 +129,10 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
     config, mesh, data, task = built.config, built.mesh, built.data, built.task
     tx, example = built.tx, built.example
     abstract, shardings, rng = built.abstract, built.shardings, built.rng
+    if jax.process_index() == 0:
+        axes = " ".join(f"{name}={size}" for name, size in mesh.shape.items())
+        print(f"mesh {axes} over {mesh.size} {mesh.devices.flat[0].platform} devices",
+              flush=True)
     if config.sample_at_end:
         data.tokenizer.encode(config.sample_at_end)   # an unencodable prompt fails now, not after training
 
@@ -152,9 +156,6 @@ def _run(config, workdir, devices, sigterm) -> RunResult:
 
     primary = jax.process_index() == 0
     if primary:
-        axes = " ".join(f"{name}={size}" for name, size in mesh.shape.items())
-        print(f"mesh {axes} over {mesh.size} {mesh.devices.flat[0].platform} devices",
-              flush=True)
         _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         data.save(workdir)
     logger = MetricsLogger(workdir, enabled=primary)

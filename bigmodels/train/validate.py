@@ -27,6 +27,9 @@ def check_config(config) -> None:
                 f"data.seq_len must be >= 0 (0 = model.context_length), got {seq_len}")
     specials = config.data.get("specials", "")
     require(specials in ("", "bert"), f"data.specials must be '' or 'bert', got {specials!r}")
+    require(config.get("cpu_devices", 1) >= 0,
+            f"cpu_devices must be >= 0 (0 = one per core, 1 = one device), got "
+            f"{config.get('cpu_devices')}")
     require(config.nan_policy in ("stop", "skip"),
             f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
 
