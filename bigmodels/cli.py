@@ -4,6 +4,7 @@ import sys
 
 from absl import app, flags
 
+from bigmodels.config import check_renamed_overrides
 from bigmodels.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, BadInput, RunFailed
 
 
@@ -15,6 +16,10 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def _parse_flags(argv):
+    try:
+        check_renamed_overrides(argv)      # before the parser calls an old key unknown
+    except BadInput as e:
+        fail(str(e))
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:

@@ -6,6 +6,61 @@ Every key has a concrete default (never None) so that ml_collections can type-ch
 
 import ml_collections
 
+from bigmodels.errors import BadInput
+
+# Renamed config keys and data kinds: an old name is refused with one line naming the
+# new one, in a config (check_renamed) and in a --config.<key>=<value> override.
+RENAMED = {
+    "data.test_fraction": "data.val_fraction",
+    "data.heldout_percent": "data.val_fraction",
+    "data.eval_text_fraction": "data.val_fraction",
+}
+RENAMED_KINDS = {"sklearn": "toy_datasets", "espeak": "synthetic_speech"}
+_NOTES = {"data.heldout_percent": " (a fraction now: percent / 100)"}
+
+
+def _has_key(config, dotted: str) -> bool:
+    node = config
+    for part in dotted.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _key_renamed(key: str) -> BadInput:
+    return BadInput(f"{key} was renamed to {RENAMED[key]}{_NOTES.get(key, '')}")
+
+
+def _kind_renamed(kind: str) -> BadInput:
+    return BadInput(f"data.kind={kind} was renamed to data.kind={RENAMED_KINDS[kind]}")
+
+
+def check_renamed(config) -> None:
+    """Raises BadInput naming the new key (or kind) if `config` uses an old one."""
+    for old in RENAMED:
+        if _has_key(config, old):
+            raise _key_renamed(old)
+    kind = config["data"].get("kind", "") if _has_key(config, "data") else ""
+    if kind in RENAMED_KINDS:
+        raise _kind_renamed(kind)
+
+
+def check_renamed_overrides(argv, flag: str = "config") -> None:
+    """The same for command-line overrides `--config.<key>=<value>` (or `... <value>`),
+    which would otherwise fail as an unknown key."""
+    prefix = f"--{flag}."
+    for i, arg in enumerate(argv):
+        if not arg.startswith(prefix):
+            continue
+        key, eq, value = arg[len(prefix):].partition("=")
+        if key in RENAMED:
+            raise _key_renamed(key)
+        if not eq and i + 1 < len(argv):
+            value = argv[i + 1]
+        if key == "data.kind" and value in RENAMED_KINDS:
+            raise _kind_renamed(value)
+
 
 def tiny_run(config, batch_size: int = 8) -> None:
     """The run length of an experiment's `:tiny` variant (its smoke test): 6 steps,
@@ -30,6 +85,9 @@ def base_config(**top) -> ml_collections.ConfigDict:
     c.sample_tokens = 200
     c.nan_policy = "stop"           # on a NaN/Inf loss or gradient: stop | skip (the update is dropped either way)
     c.nan_skip_limit = 10           # skip: stop anyway after this many non-finite steps in a row
+    # Multi-process runs compare their SIGTERM flags (a cross-host collective) every this
+    # many steps and at every checkpoint, never on every step (bigmodels/preemption.py).
+    c.preemption_check_every = 10
 
     # Fine-tuning: start from another run's params (fresh optimizer, step 0). A workdir,
     # a step directory or a params export; ignored when the workdir already holds a run.
@@ -42,14 +100,16 @@ def base_config(**top) -> ml_collections.ConfigDict:
     c.distributed = ml_collections.ConfigDict(dict(
             coordinator="auto", num_processes=0, process_id=-1, timeout_s=300))
 
-    # Local SGD / DiLoCo (bigmodels/train/local_sgd.py): each data group trains its own
+    # Local SGD / DiLoCo (bigmodels/regimes/local_sgd.py): each data group trains its own
     # replica for inner_steps steps, then one outer SGD step on the averaged change.
     c.local_sgd = ml_collections.ConfigDict(dict(
             inner_steps=0,              # 0 = off (plain synchronous data parallelism)
             outer_lr=0.7, outer_momentum=0.9, nesterov=True))
 
-    # Axis sizes of the device mesh; -1 takes whatever devices are left.
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # Axis sizes of the device mesh; -1 takes whatever devices are left. `rules` overrides
+    # the logical-axis -> mesh-axis rules (bigmodels/sharding.py), e.g. "embed=tensor,
+    # vocab=" ("" = the built-in rules; an empty right side = replicated; a+b = both axes).
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules=""))
     # CPU devices the host's cores are split into (bigmodels/host_devices.py), set by the
     # command line before JAX starts: 1 = one device on all cores (XLA's default), 0 = one
     # per core as far as the mesh and batch can use them (data parallel), N = exactly N.
@@ -86,6 +146,7 @@ def base_config(**top) -> ml_collections.ConfigDict:
             val_fraction=0.1,           # last fraction of the corpus held out for validation
             sampling="random",          # random windows (nanoGPT) | sequential (shuffled, non-overlapping)
             eval_batches=20,
+            prefetch=2,                 # batches built and placed on devices ahead, in a thread (0 = none)
             tfds_dir="",                # "" = $BIGMODELS_DATA_DIR or ~/.cache/bigmodels/tfds
             max_bytes=0,                # read at most this many bytes of the corpus; 0 = all
             seq_len=0,                  # tokens per training sequence; 0 = model.context_length

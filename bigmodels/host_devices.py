@@ -11,20 +11,25 @@ The step's result is the same up to float summation order: jit keeps global-batc
 semantics on any mesh (local SGD, whose replicas are the data axis, keeps one device).
 
 The device count must be fixed before JAX starts its backends, so only a process's entry
-point (bigmodels.main, including its dry run, and benchmarks/step_time.py) applies it.
-Tests, notebooks and a user who already set a count (XLA_FLAGS or jax_num_cpu_devices)
-keep the devices they have. "Cores" are the CPUs this process may run on; a container's
-CPU quota is not seen, so under a quota set `cpu_devices` to the cores it grants. On a GPU
-or TPU host the CPU devices exist but the mesh uses the accelerators.
+point (bigmodels.main, including its dry run, and benchmarks/step_time.py) applies it;
+bigmodels.main checks the config first (bigmodels.train.validate.check_config: this module
+sits below the train package). Tests, notebooks and a user who already set a count
+(XLA_FLAGS or jax_num_cpu_devices) keep the devices they have. "Cores" are the CPUs this
+process may run on; a container's CPU quota is not seen, so under a quota set
+`cpu_devices` to the cores it grants. The split was measured on the CPU only and applies
+only where JAX will run on the CPU (`runs_on_cpu`): a GPU or TPU host keeps XLA's CPU
+default, and its mesh is the accelerators.
 """
 
+import importlib.metadata
+import importlib.util
 import os
+import pkgutil
 
 import jax
 
 from bigmodels import sharding
-from bigmodels.errors import BadInput
-from bigmodels.train.validate import check_batch_split, check_config
+from bigmodels.errors import BadInput, require
 
 
 def usable_count(config, cores: int) -> int:
@@ -33,13 +38,14 @@ def usable_count(config, cores: int) -> int:
     the algorithm."""
     if config.local_sgd.inner_steps > 0:
         return 1
+    microbatch = config.batch_size // config.grad_accum_steps
     for n in range(cores, 1, -1):
         try:
             sizes = sharding.mesh_shape(config.mesh, n)
-            check_batch_split(config, sizes["data"] * sizes["fsdp"])
         except BadInput:
             continue
-        return n
+        if microbatch % (sizes["data"] * sizes["fsdp"]) == 0:    # the batch splits
+            return n
     return 1
 
 
@@ -50,6 +56,38 @@ def count_already_set() -> bool:
             or jax.config.jax_num_cpu_devices != -1)
 
 
+def _accelerator_installed() -> bool:
+    """Whether a JAX accelerator backend is installed (a PJRT plugin, as jax-cuda12-plugin,
+    or libtpu), found without starting JAX's backends."""
+    if importlib.util.find_spec("libtpu") or os.environ.get("PJRT_NAMES_AND_LIBRARY_PATHS"):
+        return True
+    if importlib.metadata.entry_points(group="jax_plugins"):
+        return True
+    try:
+        import jax_plugins
+    except ImportError:
+        return False
+    return any(True for _ in pkgutil.iter_modules(jax_plugins.__path__))
+
+
+def runs_on_cpu(platforms: str | None = None) -> bool:
+    """Whether JAX will run on the CPU, decided before its backends start: `platforms`
+    (default JAX_PLATFORMS, i.e. jax_platforms) names cpu first, or, unset, no
+    accelerator is installed. Where a GPU plugin is installed on a host without a GPU,
+    set JAX_PLATFORMS=cpu."""
+    if platforms is None:
+        platforms = jax.config.jax_platforms or ""
+    if platforms.strip():
+        return platforms.split(",")[0].strip().lower() == "cpu"
+    return not _accelerator_installed()
+
+
+def check_cpu_devices(config) -> None:
+    require(config.get("cpu_devices", 1) >= 0,
+            f"cpu_devices must be >= 0 (0 = one per core, 1 = one device), got "
+            f"{config.get('cpu_devices')}")
+
+
 def _cores() -> int:
     if hasattr(os, "sched_getaffinity"):      # Linux: the CPUs this process may use
         return len(os.sched_getaffinity(0))
@@ -57,11 +95,12 @@ def _cores() -> int:
 
 
 def split_host_cpus(config) -> int:
-    """Checks the config, then sets the CPU device count from `config.cpu_devices` (0:
-    `usable_count` over the cores). Returns the count set, or 0 where it is left alone:
-    a count was already set, or JAX's backends have already started."""
-    check_config(config)
-    if count_already_set():
+    """Sets the CPU device count from `config.cpu_devices` (0: `usable_count` over the
+    cores), on a config its caller has checked. Returns the count set, or 0 where it is
+    left alone: JAX will not run on the CPU, a count was already set, or JAX's backends
+    have already started."""
+    check_cpu_devices(config)
+    if not runs_on_cpu() or count_already_set():
         return 0
     count = config.cpu_devices or usable_count(config, _cores())
     try:

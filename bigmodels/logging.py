@@ -7,7 +7,7 @@ import sys
 
 import tqdm
 
-METRICS_FILE = "metrics.jsonl"
+from bigmodels.names import METRICS_FILE
 
 
 class MetricsLogger:

@@ -60,6 +60,8 @@ def main(argv):
     with SigtermWatch(_WORKDIR.value):
         # Heavy imports after the cheap checks; both calls before anything touches a device.
         from bigmodels import distributed, host_devices, train
+        from bigmodels.train.validate import check_config
+        check_config(config)
         if not distributed.initialize(config.distributed):
             host_devices.split_host_cpus(config)
         train.run(config, _WORKDIR.value)
@@ -70,7 +72,9 @@ def _dry_run(config):
         fail(f"--target_devices must be >= 0, got {_TARGET_DEVICES.value}")
     import jax
     from bigmodels import host_devices
+    from bigmodels.train.validate import check_config
     if not _TARGET_DEVICES.value:
+        check_config(config)
         host_devices.split_host_cpus(config)    # the devices training would get
     else:
         # Before any backend exists: N fake CPU devices stand in for the target's.

@@ -2,13 +2,10 @@
 
 The chain, in order:
     clip (global norm) -> L1 and coupled L2 added to the gradient -> optimizer core
-    -> decoupled weight decay -> learning rate (schedule) -> per-group LR multipliers
-    -> reduce-on-plateau scale
+    -> decoupled weight decay -> learning rate (schedule) -> reduce-on-plateau scale
 
-Fine-tuning: `freeze` (regexes over param paths such as `encoder/block_0/attn/qkv/kernel`)
-routes matching params to `optax.set_to_zero()`: they never change and carry no
-optimizer state. `lr_multipliers` ("regex=factor,...", first match wins) scales the
-update of matching params, e.g. a smaller rate for a pretrained encoder than its new head.
+Freezing and LR multipliers are regimes (bigmodels/regimes/finetune.py) that wrap each
+group's chain through `transform_group`.
 
 Groups: `groups.<module>.<key>=value` gives a top-level module (a GAN's generator and
 discriminator) its own optimizer, through one `optax.multi_transform`; a task that
@@ -19,13 +16,10 @@ Regularisers touch matrices only (params with >= 2 dims): decaying norms, biases
 scalars hurts and is not what AdamW papers or nanoGPT do.
 """
 
-import re
-
 import jax
 import jax.numpy as jnp
 import optax
 
-from bigmodels.checkpoint.tree import path_name
 from bigmodels.errors import BadInput
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
@@ -80,63 +74,9 @@ def add_l1(l1: float, mask):
         lambda g, p: jax.tree.map(lambda gi, pi: gi + l1 * jnp.sign(pi), g, p)), mask)
 
 
-def _regexes(key: str, text: str) -> list:
-    try:
-        return [re.compile(r) for r in filter(None, (p.strip() for p in text.split(",")))]
-    except re.error as e:
-        raise BadInput(f"optim.{key}: bad regex: {e}") from None
-
-
-def parse_multipliers(text: str) -> list[tuple]:
-    """ "encoder/=0.1,head=2" -> [(regex, 0.1), (regex, 2.0)]."""
-    rules = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        pattern, sep, factor = part.rpartition("=")
-        try:
-            if not sep:
-                raise ValueError
-            rules.append((_regexes("lr_multipliers", pattern)[0], float(factor)))
-        except (ValueError, IndexError):
-            raise BadInput(f"optim.lr_multipliers: {part!r} is not regex=factor") from None
-    return rules
-
-
-def _by_path(fn):
-    """A function of params that maps each leaf's path name through `fn`."""
-    return lambda params: jax.tree_util.tree_map_with_path(lambda p, _: fn(path_name(p)),
-                                                           params)
-
-
-def scale_by_group(rules: list[tuple]) -> optax.GradientTransformation:
-    """Multiplies each update by the factor of the first rule whose regex matches."""
-    def factor(name):
-        return next((f for r, f in rules if r.search(name)), 1.0)
-
-    def update(updates, state, params=None):
-        factors = _by_path(factor)(updates)
-        return jax.tree.map(lambda u, f: u * f, updates, factors), state
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
-
-
-def frozen_labels(patterns: list):
-    return _by_path(lambda name: "frozen" if any(r.search(name) for r in patterns)
-                    else "trained")
-
-
-def check_groups(cfg, params) -> None:
-    """BadInput if a freeze or lr_multipliers regex matches no param: a typo would
-    otherwise train everything at the full rate, silently."""
-    names = [path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
-    rules = [("freeze", r) for r in _regexes("freeze", cfg.freeze)]
-    rules += [("lr_multipliers", r) for r, _ in parse_multipliers(cfg.lr_multipliers)]
-    for key, regex in rules:
-        if not any(regex.search(n) for n in names):
-            raise BadInput(f"optim.{key}: {regex.pattern!r} matches no param (names look "
-                           f"like {names[0]!r})")
-
-
-def _build_one(cfg, total_steps: int):
-    """(optimizer, schedule) for one parameter group: the chain in the module docstring."""
+def _build_one(cfg, total_steps: int, transform_group=None):
+    """(optimizer, schedule) for one parameter group: the chain in the module docstring,
+    passed through `transform_group` (the regimes' freezing, LR multipliers, ...)."""
     schedule = build_schedule(cfg, total_steps)
     parts = []
     if cfg.clip_norm > 0:
@@ -149,19 +89,12 @@ def _build_one(cfg, total_steps: int):
     if cfg.weight_decay > 0:
         parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=matrices_mask))
     parts.append(optax.scale_by_learning_rate(schedule))
-    if cfg.lr_multipliers:
-        parts.append(scale_by_group(parse_multipliers(cfg.lr_multipliers)))
     if cfg.schedule == "plateau":
         parts.append(optax.contrib.reduce_on_plateau(
             factor=cfg.plateau_factor, patience=cfg.plateau_patience, rtol=cfg.plateau_rtol,
             cooldown=cfg.plateau_cooldown, accumulation_size=cfg.plateau_accumulation))
     tx = optax.chain(*parts)
-    frozen = _regexes("freeze", cfg.freeze)
-    if frozen:
-        # Frozen params get no optimizer state at all, not merely a zero learning rate.
-        tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()},
-                                   frozen_labels(frozen))
-    return tx, schedule
+    return (transform_group(tx) if transform_group else tx), schedule
 
 
 def group_configs(cfg, groups=()) -> dict:
@@ -186,7 +119,7 @@ def top_level_labels(params):
     return {name: jax.tree.map(lambda _, n=name: n, sub) for name, sub in params.items()}
 
 
-def build(cfg, total_steps: int, groups=(), params=None
+def build(cfg, total_steps: int, groups=(), params=None, transform_group=None
           ) -> tuple[optax.GradientTransformationExtraArgs, callable]:
     """Returns (optimizer, schedule). The optimizer's update takes `value=loss`.
 
@@ -196,11 +129,12 @@ def build(cfg, total_steps: int, groups=(), params=None
     `state.inner_states[group]`. Every top-level module must then be in a group, and
     `params` (arrays or shapes) must be given: the labels are a concrete tree, which
     `optax.tree_map_params` (the opt-state shardings) needs. The schedule returned
-    (for train/lr) is the first group's."""
+    (for train/lr) is the first group's. `transform_group(tx) -> tx` wraps each
+    group's chain (bigmodels.regimes.build_optimizer)."""
     configs = group_configs(cfg, groups)
     if not configs:
-        return _build_one(cfg, total_steps)
-    built = {name: _build_one(c, total_steps) for name, c in configs.items()}
+        return _build_one(cfg, total_steps, transform_group)
+    built = {name: _build_one(c, total_steps, transform_group) for name, c in configs.items()}
     if params is None:
         raise ValueError("optim.build: optimizer groups need the params' structure")
     check_param_groups(cfg, params, groups)

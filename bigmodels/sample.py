@@ -14,6 +14,7 @@ import ml_collections
 from absl import flags, logging
 
 from bigmodels.cli import fail, run_main
+from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
 _PROMPT = flags.DEFINE_string("prompt", "\n", "Text to continue.")
@@ -27,16 +28,16 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 def main(argv):
     logging.set_verbosity(logging.ERROR)
     workdir = _WORKDIR.value
-    config_path = os.path.join(workdir or "", "config.json")
+    config_path = os.path.join(workdir or "", CONFIG_FILE)
     if not workdir or not os.path.isfile(config_path):
-        fail(f"--workdir: no trained run at {workdir!r} (config.json missing)")
+        fail(f"--workdir: no trained run at {workdir!r} ({CONFIG_FILE} missing)")
     if not _PROMPT.value:
         fail("--prompt: must not be empty")
     from bigmodels import checkpoint, generate, models
-    from bigmodels.data import text_lm, tokenizers
+    from bigmodels.data import tokenizers
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    tokenizer = tokenizers.load(os.path.join(workdir, text_lm.TOKENIZER_FILE))
+    tokenizer = tokenizers.load(os.path.join(workdir, TOKENIZER_FILE))
     try:
         params = checkpoint.load(workdir)
     except FileNotFoundError as e:

@@ -2,7 +2,9 @@
 
 Models name the axes of every parameter (`embed`, `mlp`, `heads`, ...). The rules
 below map those logical names onto the mesh axes (`data`, `fsdp`, `tensor`), so
-that DP, FSDP, TP and their mixes are a config change, not a model change.
+that DP, FSDP, TP and their mixes are a config change, not a model change. The rules
+themselves are data too: `mesh.rules` overrides them per logical axis
+(`rules_from_config`), as big_vision's and MaxText's configs do.
 """
 
 import functools
@@ -34,6 +36,41 @@ LOGICAL_RULES = (
     ("layers", None),       # the stacked-layer axis of scanned blocks
     ("act_embed", None),    # activations' feature axis: whole on every device
 )
+
+
+def rules_from_config(mesh_config) -> tuple:
+    """LOGICAL_RULES with `mesh_config.rules` applied: "embed=fsdp,mlp=tensor,vocab=" sets
+    each named logical axis's rule in place (the rest keep theirs); an empty right side
+    means replicated, `a+b` several mesh axes. BadInput for an unknown logical or mesh
+    axis. The batch axis is not overridable: batches are always split over BATCH_AXES."""
+    text = str(mesh_config.get("rules", "") or "")
+    known = dict(LOGICAL_RULES)
+    overrides = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        logical, eq, mesh_axes = (part.strip() for part in entry.partition("="))
+        if not eq:
+            raise BadInput(f"mesh.rules: {entry!r} is not logical_axis=mesh_axes "
+                           f"(e.g. embed=fsdp, mlp=tensor, vocab= for replicated)")
+        if logical not in known:
+            raise BadInput(f"mesh.rules: unknown logical axis {logical!r} in {entry!r} "
+                           f"(known: {', '.join(known)})")
+        if logical == "batch":
+            raise BadInput(f"mesh.rules: {entry!r}: the batch axis is always split over "
+                           f"{'+'.join(BATCH_AXES)}")
+        if logical in overrides:
+            raise BadInput(f"mesh.rules: logical axis {logical!r} is given twice")
+        names = tuple(a.strip() for a in mesh_axes.split("+")) if mesh_axes else ()
+        for name in names:
+            if name not in MESH_AXES:
+                raise BadInput(f"mesh.rules: unknown mesh axis {name!r} in {entry!r} "
+                               f"(known: {', '.join(MESH_AXES)}; empty = replicated)")
+        if len(set(names)) != len(names):
+            raise BadInput(f"mesh.rules: {entry!r} names a mesh axis twice")
+        overrides[logical] = names[0] if len(names) == 1 else (names or None)
+    return tuple((logical, overrides.get(logical, mesh_axes))
+                 for logical, mesh_axes in LOGICAL_RULES)
 
 
 def mesh_shape(mesh_config, num_devices: int) -> dict:
@@ -85,7 +122,8 @@ def _fit_to_shape(spec: P, shape, mesh: Mesh) -> P:
 
 
 def logical_shardings(abstract_tree, mesh: Mesh, rules=LOGICAL_RULES):
-    """NamedShardings for a tree whose leaves may be `nn.LogicallyPartitioned` boxes."""
+    """NamedShardings for a tree whose leaves may be `nn.LogicallyPartitioned` boxes,
+    mapped onto `mesh` by `rules` (e.g. `rules_from_config(config.mesh)`)."""
     specs = nn.get_partition_spec(abstract_tree)
     mesh_specs = nn.logical_to_mesh(specs, rules)
     shapes = nn.meta.unbox(abstract_tree)
@@ -106,8 +144,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def with_activation_rules(fn, mesh: Mesh):
-    """`fn`, traced with `mesh` and LOGICAL_RULES in context, so that the activation
+def with_activation_rules(fn, mesh: Mesh, rules=LOGICAL_RULES):
+    """`fn`, traced with `mesh` and `rules` in context, so that the activation
     constraints in the models (`nn.with_logical_constraint(x, ("batch", "length",
     "act_embed"))`) take effect: activations stay sharded over the batch axes. Left to
     itself, the SPMD partitioner may instead follow an FSDP weight's layout and
@@ -116,7 +154,7 @@ def with_activation_rules(fn, mesh: Mesh):
     @functools.wraps(fn)
     def traced(*args):
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), \
-                nn.logical_axis_rules(LOGICAL_RULES):
+                nn.logical_axis_rules(rules):
             return fn(*args)
     return traced
 

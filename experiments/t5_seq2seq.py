@@ -34,7 +34,7 @@ def get_config(arg: str = ""):
     c.data.size = 6                        # digits (number_words) or letters (reverse)
     c.data.source_len = 80                 # >= the longest source + <eos>
     c.data.target_len = 8                  # >= the longest target + <eos>
-    c.data.heldout_percent = 10.0
+    c.data.val_fraction = 0.1              # sources held out for eval (by hash)
     c.data.eval_batches = 16               # 768 held-out numbers
     if arg == "tiny":
         tiny_run(c)

@@ -4,21 +4,40 @@ import importlib.util
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 from bigmodels.config import base_config
 from bigmodels.models.gpt import gpt_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
+TENSORFLOW_STUB = ROOT / "tests" / "fixtures" / "tensorflow_stub"
+
+
+def load_experiment(path):
+    """The module of an experiment file (experiments/<name>.py)."""
+    path = str(path)
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def experiment_config(name: str, arg: str = "tiny", **top):
     """`get_config(arg)` of experiments/<name>.py, with top-level keys overridden."""
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
+    config = load_experiment(EXPERIMENTS / f"{name}.py").get_config(arg)
     config.update(top)
+    return config
+
+
+def set_dotted(config, dotted: str, value):
+    """`config` with `dotted` ("data.val_fraction") set, added if it is not a key."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
     return config
 
 
@@ -43,3 +62,21 @@ def read_metrics(workdir: str, key: str = "train/loss") -> dict[int, float]:
             if key in row:
                 out[row["step"]] = row[key]
     return out
+
+
+def assert_runs_without_tensorflow(code: str, timeout: float = 600) -> None:
+    """Runs `code` in a fresh interpreter (tests/ importable, the session's environment)
+    in which `import tensorflow` would succeed, from an empty stub package, and fails
+    if anything imported it. A pytest process may already hold modules other tests
+    imported, and without the stub an uninstalled TensorFlow could not show up."""
+    check = ("\nimport sys\n"
+             "tf = sys.modules.get('tensorflow')\n"
+             "if tf is not None:\n"
+             "    sys.exit('tensorflow was imported:\\n' + tf.IMPORTED_FROM)\n"
+             "print('tensorflow was not imported')\n")
+    path = [str(TENSORFLOW_STUB), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    done = subprocess.run([sys.executable, "-c", code + check], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))},
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert "tensorflow was not imported" in done.stdout

@@ -3,6 +3,7 @@ fine-tuning a classifier from the MLM run with a frozen or slower encoder."""
 
 import importlib.util
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,12 +118,14 @@ def test_classifier_starts_from_the_mlm_encoder_with_a_fresh_head(pretrained, tm
     config.optim.lr = 0.0
     first = train.run(config, str(tmp_path / "lr0"))
     assert "freshly initialised: classifier/bias, classifier/kernel" in capsys.readouterr().out
-    start, pretrained_encoder = _encoder(first.state.params), _encoder(mlm.state.params)
-    assert start.keys() == pretrained_encoder.keys()
-    for name, value in pretrained_encoder.items():
-        np.testing.assert_array_equal(start[name], value)
-    tuned = train.run(_experiment("bert_classify", init_from=source), str(tmp_path / "tuned"))
-    assert {"eval/accuracy", "eval/f1"} <= set(tuned.eval_metrics)
+    chex.assert_trees_all_equal(_encoder(first.state.params), _encoder(mlm.state.params))
+    # Fine-tuning from there lowers the eval loss below the starting point's (the lr-0
+    # run's eval), at a constant lr: 6 steps of the 30-step warmup would hardly move.
+    config = _experiment("bert_classify", init_from=source)
+    config.optim.update(schedule="constant", warmup_steps=0)
+    tuned = train.run(config, str(tmp_path / "tuned"))
+    assert tuned.eval_metrics["eval/loss"] < first.eval_metrics["eval/loss"] - 0.01, (
+        tuned.eval_metrics, first.eval_metrics)
 
 
 def test_frozen_encoder_stays_put_while_the_head_learns(pretrained, tmp_path):
@@ -131,9 +134,7 @@ def test_frozen_encoder_stays_put_while_the_head_learns(pretrained, tmp_path):
     config.optim.freeze = "^encoder/"
     config.mesh.update(data=2, fsdp=2, tensor=2)
     result = train.run(config, str(tmp_path))
-    after, before = _encoder(result.state.params), _encoder(mlm.state.params)
-    for name, value in before.items():
-        np.testing.assert_array_equal(after[name], value)
+    chex.assert_trees_all_equal(_encoder(result.state.params), _encoder(mlm.state.params))
     config.update(total_steps=1)
     config.optim.lr = 0.0
     initial = train.run(config, str(tmp_path / "lr0"))       # the same fresh head, unmoved
@@ -160,7 +161,7 @@ def test_encoder_lr_multiplier_slows_the_encoder(pretrained, tmp_path):
 
 def test_imdb_config_fine_tunes_on_mock_tfds_data(tmp_path):
     """The online config, on TFDS mock examples (random text, real features and splits)."""
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
     spec = importlib.util.spec_from_file_location("bc", ROOT / "experiments" / "bert_classify.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

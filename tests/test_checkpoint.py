@@ -191,3 +191,33 @@ def test_a_planted_pickle_is_never_executed(base_run, corpus, tmp_path):
     with pytest.raises(BadInput, match="unreadable"):
         checkpoint.load(step_dir)
     assert not marker.exists()
+
+
+class _Position:
+    """A data iterator stand-in: grain's handler saves `get_state()`, restore sets it."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def get_state(self):
+        import json
+        return json.dumps(self.state).encode()
+
+    def set_state(self, state):
+        self.state = state
+
+
+def test_a_checkpoint_from_before_the_regime_state_restores(tmp_path):
+    """Runs saved before TrainState gained `extra` (a dict of regime states) resume."""
+    params = {"w": np.arange(4, dtype=np.float32)}
+    old = {"step": np.int32(3), "params": params, "opt_state": (), "model_state": {}}
+    saver = checkpoint.Checkpointer(str(tmp_path))
+    saver.save(3, old, _Position({"next_index": 3}))
+    saver.close()
+    abstract = state_lib.TrainState(step=jax.ShapeDtypeStruct((), np.int32),
+                                    params={"w": jax.ShapeDtypeStruct((4,), np.float32)},
+                                    opt_state=(), model_state={})
+    position = _Position({})
+    step, state, _ = checkpoint.Checkpointer(str(tmp_path)).restore_latest(abstract, position)
+    assert step == 3 and state.extra == {} and position.state == {"next_index": 3}
+    np.testing.assert_array_equal(np.asarray(state.params["w"]), params["w"])

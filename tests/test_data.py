@@ -1,18 +1,19 @@
 """Text data: TFDS split without TensorFlow, tokenizers, deterministic grain windows."""
 
-import sys
-
 import numpy as np
 import pytest
 
 from bigmodels.data import text_files, tokenizers
 from bigmodels.data.windows import window_batches
 from bigmodels.errors import BadInput
+from helpers import assert_runs_without_tensorflow
 
 
-def test_tensorflow_is_not_imported(corpus):
-    text_files.load_splits(corpus, 0.1)
-    assert "tensorflow" not in sys.modules
+def test_tensorflow_is_not_imported(corpus, tmp_path):
+    assert_runs_without_tensorflow(f"""
+from bigmodels.data import text_files
+text_files.load_splits({corpus!r}, 0.1, data_dir={str(tmp_path)!r})
+""")
 
 
 def test_split_is_first_90_and_last_10_percent(tmp_path):

@@ -5,15 +5,12 @@ a CNN that trains on a mixed mesh, with sharded conv kernels and an honest FLOP 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import linen as nn
 
-pytest.importorskip("sklearn")
-
-from bigmodels import train  # noqa: E402
-from bigmodels.data import augment, sklearn_data  # noqa: E402
-from bigmodels.models.cnn import CNN  # noqa: E402
-from helpers import experiment_config, read_metrics  # noqa: E402
+from bigmodels import train
+from bigmodels.data import augment, sklearn_data
+from bigmodels.models.cnn import CNN
+from helpers import experiment_config, read_metrics
 
 
 _experiment = experiment_config

@@ -10,8 +10,6 @@ from bigmodels.data.sklearn_data import load_splits, select_classes
 from bigmodels.errors import BadInput
 from helpers import experiment_config
 
-pytest.importorskip("sklearn")
-
 
 def _config(arg):
     return experiment_config("digits_finetune", arg)
@@ -44,5 +42,5 @@ def test_fine_tuning_on_5_to_9_starts_from_the_0_to_4_backbone(tmp_path, capsys)
         if not name.startswith("head/"):
             np.testing.assert_array_equal(np.asarray(value), np.asarray(before[name]))
     labels = np.concatenate([b["label"][b["weight"] > 0] for b in tuned.data.eval])
-    _, _, test_y = load_splits("digits", config.data.test_fraction, config.data.tfds_dir)["test"]
+    _, _, test_y = load_splits("digits", config.data.val_fraction, config.data.tfds_dir)["test"]
     assert set(labels.tolist()) == set(range(5)) and len(labels) == (test_y >= 5).sum() > 150

@@ -1,32 +1,23 @@
 """Every experiment file runs a few steps end to end through the real CLI path."""
 
 import glob
-import importlib.util
 import os
+import string
 
 import pytest
 
-from bigmodels import train
-from conftest import ROOT, SHARED
-from helpers import read_metrics
+from bigmodels import data as data_lib, train
+from conftest import ROOT
+from helpers import load_experiment, read_metrics
 
 EXPERIMENTS = sorted(glob.glob(str(ROOT / "experiments" / "*.py")))
 
 
-def _load(path):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: os.path.basename(p))
 def test_experiment_runs_tiny(path, tmp_path, corpus, capsys):
-    module = _load(path)
+    module = load_experiment(path)
     assert "python -m bigmodels.main" in module.__doc__, "docstring must hold the command"
     config = module.get_config("tiny")
-    if config.data.kind == "sklearn":
-        pytest.importorskip("sklearn")       # the optional extra bigmodels[sklearn]
     if not config.data.path and config.data.kind in ("text", "text_classes"):
         config.data.path = corpus
     if config.get("fid_classifier"):
@@ -42,15 +33,24 @@ def test_experiment_runs_tiny(path, tmp_path, corpus, capsys):
 
 
 def test_quickstart_default_corpus_is_offline_stdlib():
-    config = _load(str(ROOT / "experiments" / "quickstart.py")).get_config()
+    config = load_experiment(str(ROOT / "experiments" / "quickstart.py")).get_config()
     assert glob.glob(config.data.path)
 
 
-@pytest.mark.skipif(not (SHARED / "data" / "tinyshakespeare.txt").exists(),
-                    reason="../shared/data is not present")
-def test_shakespeare_char_vocab_is_65(tmp_path):
-    config = _load(str(ROOT / "experiments" / "shakespeare_char.py")).get_config("tiny")
-    config.data.path = str(SHARED / "data" / "tinyshakespeare.txt")
-    result = train.run(config, str(tmp_path))
-    assert result.data.tokenizer.vocab_size == 65
-    assert result.data.train_tokens == 1_003_854 and result.data.eval_tokens == 111_540
+# tests/fixtures/tiny_play.txt (written by make_tiny_play.py there): a small invented
+# play in Tiny Shakespeare's layout and with exactly its 65 characters, all ASCII.
+TINY_PLAY = ROOT / "tests" / "fixtures" / "tiny_play.txt"
+SHAKESPEARE_CHARS = "\n !$&',-.3:;?" + string.ascii_uppercase + string.ascii_lowercase
+
+
+def test_shakespeare_char_vocabulary_and_split(tmp_path):
+    text = TINY_PLAY.read_text()
+    assert text.isascii() and set(text) == set(SHAKESPEARE_CHARS) and len(text) == 13_735
+    config = load_experiment(str(ROOT / "experiments" / "shakespeare_char.py")).get_config("tiny")
+    config.data.path = str(TINY_PLAY)
+    data = data_lib.build(config, str(tmp_path))
+    assert data.tokenizer.vocab_size == len(SHAKESPEARE_CHARS) == 65
+    # nanoGPT's split: the first 90% of the characters train, the last 10% evaluate.
+    assert (data.train_tokens, data.eval_tokens) == (12_361, 1_374)
+    ids = data.tokenizer.encode(text)
+    assert data.tokenizer.decode(ids) == text and sorted(set(ids.tolist())) == list(range(65))

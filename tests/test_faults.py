@@ -16,18 +16,41 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 EVAL_STEP = 18                 # a multiple of log_every, so its train row is logged
+# tests/fixtures/hold_eval/sitecustomize.py, on PYTHONPATH, holds a process in its eval
+# until a signal comes: the signals meant to land during eval always do, however fast
+# the eval (it had 400 batches, to last long enough to be hit).
+HOLD_EVAL = ROOT / "tests" / "fixtures" / "hold_eval"
 
 
 def _args(corpus):
     return ["--config=experiments/quickstart.py:tiny", f"--config.data.path={corpus}",
             "--config.sample_at_end=", "--config.total_steps=30", "--config.log_every=3",
             "--config.ckpt_every=5", f"--config.eval_every={EVAL_STEP}",
-            "--config.keep_checkpoints=20", "--config.data.eval_batches=400"]
+            "--config.keep_checkpoints=20", "--config.data.eval_batches=3"]
 
 
 def _process(corpus, tmp_path, name, env=None):
     return TrainProcess(_args(corpus), str(tmp_path / name), str(tmp_path / f"{name}-log"),
                         cwd=ROOT, env=env)
+
+
+def _holdable(corpus, tmp_path, name):
+    """(run, hold_next_eval, held_in_eval): after `hold_next_eval()`, the run's next
+    eval holds at its second batch until a signal comes; `held_in_eval()` tells when
+    it is held there."""
+    control = tmp_path / f"{name}-control"
+    control.mkdir()
+    path = os.pathsep.join(filter(None, [str(HOLD_EVAL), os.environ.get("PYTHONPATH")]))
+    run = _process(corpus, tmp_path, name,
+                   env={"PYTHONPATH": path, "BIGMODELS_TEST_HOLD_EVAL": str(control)})
+
+    def hold_next_eval():
+        (control / "holding").unlink(missing_ok=True)
+        (control / "hold").touch()
+
+    def held_in_eval():
+        return (control / "holding").exists() and _in_eval(run.workdir)
+    return run, hold_next_eval, held_in_eval
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +79,7 @@ def _assert_finishes_like(run, reference, resumes=True):
 
 
 def test_kill_9_anywhere_resumes_bit_for_bit(corpus, tmp_path, reference):
-    run = _process(corpus, tmp_path, "killed")
+    run, hold_next_eval, held_in_eval = _holdable(corpus, tmp_path, "killed")
     w = run.workdir
     kill_points = {
         "before the first commit": lambda: (last_logged_step(w) >= 3
@@ -64,9 +87,11 @@ def test_kill_9_anywhere_resumes_bit_for_bit(corpus, tmp_path, reference):
         "between saves": lambda: (last_logged_step(w) >= 7 and not saving_now(w)
                                   and checkpoint.latest_step(w) == 5),
         "in the middle of an async save": lambda: last_logged_step(w) >= 12 and saving_now(w),
-        "during eval": lambda: _in_eval(w),
+        "during eval": held_in_eval,
     }
     for point, condition in kill_points.items():
+        if point == "during eval":
+            hold_next_eval()
         run.start()
         assert run.wait_until(condition), f"the run ended before {point}"
         assert run.signal(signal.SIGKILL) == -signal.SIGKILL
@@ -80,10 +105,12 @@ def test_kill_9_anywhere_resumes_bit_for_bit(corpus, tmp_path, reference):
 
 
 def test_sigterm_saves_the_last_step_and_exits_75(corpus, tmp_path, reference):
-    run = _process(corpus, tmp_path, "preempted")
+    run, hold_next_eval, held_in_eval = _holdable(corpus, tmp_path, "preempted")
     w = run.workdir
     for point, condition in {"during a step": lambda: last_logged_step(w) >= 7,
-                             "during eval": lambda: _in_eval(w)}.items():
+                             "during eval": held_in_eval}.items():
+        if point == "during eval":
+            hold_next_eval()
         run.start()
         assert run.wait_until(condition), f"the run ended before {point}"
         assert run.signal(signal.SIGTERM) == EXIT_PREEMPTED, run.output()[1][-3000:]

@@ -6,18 +6,20 @@ import dataclasses
 import os
 import shutil
 
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import linalg as scipy_linalg
 
 from bigmodels import data as data_lib, models, optim, sharding, tasks, train
 from bigmodels.errors import BadInput
 from bigmodels.metrics import frechet
+from bigmodels.regimes.alternating import AlternatingGroups
 from bigmodels.train import state as state_lib
 from bigmodels.train.step import make_train_step
 from helpers import experiment_config, read_metrics
-
-pytest.importorskip("sklearn")
 
 
 def _setup(tmp_path, update_groups=None):
@@ -51,7 +53,9 @@ def _group_state(state, group):
 def test_an_update_leaves_the_other_group_bit_unchanged(tmp_path, moved, kept):
     task, tx, schedule, state, batch = _setup(tmp_path, update_groups=(moved,))
     before = jax.device_get(state)
-    after, metrics = jax.jit(make_train_step(task, tx, schedule, seed=0))(state, batch)
+    regimes = [AlternatingGroups(task.update_groups)]     # what regimes.build picks for a GAN
+    after, metrics = jax.jit(make_train_step(task, tx, schedule, seed=0,
+                                             regimes=regimes))(state, batch)
     after = jax.device_get(after)
     assert bool(metrics["finite"])
     assert _equal(_group_state(after, kept), _group_state(before, kept))
@@ -66,11 +70,13 @@ def test_each_group_has_its_own_optimizer(tmp_path):
     config.optim.groups.discriminator.lr = 0.0
     data = data_lib.build(config, str(tmp_path))
     task = tasks.build(config, models.build(config.model), data)
-    params = jax.device_get(state_lib.abstract_params(task, jax.random.key(0), data.train[0]))
-    tx, _ = optim.build(config.optim, 10, task.update_groups, params)
-    params = task.init(jax.random.key(0), data.train[0])["params"]
-    grads = jax.tree.map(np.ones_like, params)
-    updates, _ = tx.update(grads, tx.init(params), params)
+    abstract = state_lib.abstract_params(task, jax.random.key(0), data.train[0])
+    tx, _ = optim.build(config.optim, 10, task.update_groups, jax.device_get(abstract))
+    # Any values of the params' shapes will do (initialising the GAN, or updating op by
+    # op, compiles for seconds).
+    params = jax.tree.map(lambda x: jnp.full(x.shape, 0.5, x.dtype), abstract)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(grads, params)
     assert all(np.all(u == 0) for u in jax.tree.leaves(updates["discriminator"]))
     assert all(np.all(u != 0) for u in jax.tree.leaves(updates["generator"]))
 
@@ -88,7 +94,6 @@ def test_optimizer_groups_must_be_the_top_level_modules():
 
 
 def test_frechet_distance_matches_the_textbook_formula():
-    scipy_linalg = pytest.importorskip("scipy.linalg")
     rng = np.random.default_rng(0)
     a = rng.normal(size=(300, 6))
     b = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6)) + 1.0
@@ -118,29 +123,37 @@ def test_gan_resumes_exactly_with_its_batchnorm_state(tmp_path):
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "6")
     resumed = train.run(config, str(tmp_path / "resumed"))
-    assert _equal(resumed.state, full.state)
+    chex.assert_trees_all_equal(jax.device_get(resumed.state), jax.device_get(full.state))
     assert read_metrics(str(tmp_path / "resumed")) == read_metrics(str(tmp_path / "full"))
 
 
 @pytest.mark.slow
 def test_fid_in_trained_cnn_features_falls_and_samples_are_written(tmp_path):
-    cnn = experiment_config("digits_cnn", "", total_steps=300, eval_every=300, ckpt_every=300,
+    # A small CNN, 100 steps at a constant lr: its features tell digits apart well
+    # enough (70% test accuracy) for the distance to track the samples.
+    cnn = experiment_config("digits_cnn", "", total_steps=100, eval_every=100, ckpt_every=100,
                             batch_size=32)
-    train.run(cnn, str(tmp_path / "cnn"))
+    cnn.model.update(channels=(8, 16), dense=32, dropout=0.0)
+    cnn.optim.update(lr=3e-3, schedule="constant", warmup_steps=0)
+    assert train.run(cnn, str(tmp_path / "cnn")).eval_metrics["eval/accuracy"] > 0.5
     gan = experiment_config("digits_gan", "", fid_classifier=str(tmp_path / "cnn"),
-                            total_steps=600, eval_every=150, ckpt_every=600, batch_size=32)
-    gan.model.update(latent_dim=16, generator_channels=(64, 32),
-                     discriminator_channels=(32, 64))
+                            total_steps=100, eval_every=20, ckpt_every=100, batch_size=32)
+    gan.model.update(latent_dim=16, generator_channels=(32, 16),
+                     discriminator_channels=(16, 32))
     train.run(gan, str(tmp_path / "gan"))
     fid = read_metrics(str(tmp_path / "gan"), "eval/fid")
-    assert sorted(fid) == [150, 300, 450, 600]
-    assert fid[600] < 0.6 * fid[150], fid      # measured: 87.9 -> 36.9
+    assert sorted(fid) == [20, 40, 60, 80, 100]
+    # After 20 steps the generator has barely started (measured 115-116 with seeds 0 and
+    # 1, also with twice the channels); by step 100 the distance is about halved: 55
+    # here, 60-67 in those variants.
+    assert fid[100] < 0.75 * fid[20], fid
     images = os.listdir(tmp_path / "gan" / "images")
-    assert sorted(images) == [f"samples_{s:06d}.png" for s in (150, 300, 450, 600)]
+    assert sorted(images) == [f"samples_{s:06d}.png" for s in (20, 40, 60, 80, 100)]
 
 
 def test_a_missing_fid_classifier_is_bad_input(tmp_path):
     config = experiment_config("digits_gan", fid_classifier=str(tmp_path / "nothing"))
-    with pytest.raises(BadInput, match="fid_classifier: .*config.json not found"):
+    # The message says how to make one (experiments/digits_cnn.py).
+    with pytest.raises(BadInput, match="fid_classifier: .*config.json not found.*digits_cnn"):
         train.run(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from bigmodels import images, train
 from bigmodels.models.autoencoder import VAE
@@ -52,17 +53,15 @@ def test_reparameterised_samples_have_the_encoded_moments_and_carry_gradients():
 
 
 def test_png_round_trips_through_pillow():
-    pil = pytest.importorskip("PIL.Image")
     grid = images.grid(np.random.default_rng(0).random((5, 6, 6, 1)), columns=3)
     assert grid.shape == (15, 22, 1)
-    decoded = np.asarray(pil.open(io.BytesIO(images.png_bytes(grid, scale=1))))
+    decoded = np.asarray(Image.open(io.BytesIO(images.png_bytes(grid, scale=1))))
     np.testing.assert_array_equal(decoded, grid[..., 0])
 
 
 @pytest.mark.parametrize("name,metric", [("digits_autoencoder", "eval/mse"),
                                          ("digits_vae", "eval/elbo")])
 def test_generative_models_train_on_a_mixed_mesh_and_write_grids(name, metric, tmp_path):
-    pytest.importorskip("sklearn")
     config = _config(name, total_steps=20, log_every=1, eval_every=10)
     config.optim.update(lr=3e-3, warmup_steps=0, schedule="constant")
     config.model.update(hidden=(64,), latent_dim=4)

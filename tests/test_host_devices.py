@@ -57,8 +57,9 @@ def _without_device_flags():
     return dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
 
 
-def _python(code):
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_without_device_flags(),
+def _python(code, **env):
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                          env=dict(_without_device_flags(), **env),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()
@@ -82,6 +83,22 @@ def test_split_before_jax_starts():
 def test_no_split_once_jax_has_started():
     assert _python(SPLIT + "jax.devices()\nprint(host_devices.split_host_cpus(c), "
                            "jax.device_count())") == ["0", "1"]
+
+
+def test_no_split_off_cpu():
+    # The split was tuned on the CPU: an accelerator platform keeps XLA's CPU default.
+    # host_devices sits below the train package and must not import it.
+    assert _python(SPLIT + "import sys\nprint(host_devices.split_host_cpus(c), "
+                           "jax.config.jax_num_cpu_devices, 'bigmodels.train' in sys.modules)",
+                   JAX_PLATFORMS="tpu") == ["0", "-1", "False"]
+
+
+@pytest.mark.parametrize("platforms, installed, expected", [
+    ("cpu", True, True), ("cuda,cpu", False, False), ("tpu", False, False),
+    (" CPU ", True, True), ("", False, True), ("", True, False)])
+def test_runs_on_cpu(monkeypatch, platforms, installed, expected):
+    monkeypatch.setattr(host_devices, "_accelerator_installed", lambda: installed)
+    assert host_devices.runs_on_cpu(platforms) is expected
 
 
 def test_cli_trains_over_the_split(tmp_path, corpus):

@@ -3,17 +3,14 @@ learned by the CNN."""
 
 import numpy as np
 import pytest
+from PIL import Image
 
-pytest.importorskip("PIL")
-
-from PIL import Image  # noqa: E402
-
-from bigmodels import train  # noqa: E402
-from bigmodels.config import base_config  # noqa: E402
-from bigmodels.data import augment, image_folder  # noqa: E402
-from bigmodels.errors import BadInput  # noqa: E402
-from bigmodels.models.cnn import cnn_config  # noqa: E402
-from helpers import read_metrics  # noqa: E402
+from bigmodels import train
+from bigmodels.config import base_config
+from bigmodels.data import augment, image_folder
+from bigmodels.errors import BadInput
+from bigmodels.models.cnn import cnn_config
+from helpers import read_metrics
 
 
 def _write_folder(root, per_class=24):

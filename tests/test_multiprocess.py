@@ -3,10 +3,13 @@ jax.distributed, per-process data shards, global batches from process-local rows
 checkpoints written by both processes together."""
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +21,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import multiprocess_worker as worker  # noqa: E402
 
-pytest.importorskip("sklearn")
 
 
 def _free_port() -> int:
@@ -27,8 +29,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(corpus: str, workdir, outputs=()) -> list[str]:
-    """Runs the worker as 2 processes with 4 fake CPU devices each; their outputs."""
+def _start(corpus: str, workdir, outputs=()) -> list[subprocess.Popen]:
+    """Starts the worker as 2 processes with 4 fake CPU devices each."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join(
                [HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
@@ -38,6 +40,12 @@ def _launch(corpus: str, workdir, outputs=()) -> list[str]:
          corpus, str(workdir)] + ([str(outputs[i])] if outputs else []),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)]
+    return procs
+
+
+def _launch(corpus: str, workdir, outputs=()) -> list[str]:
+    """Runs the worker as 2 processes to the end; their outputs."""
+    procs = _start(corpus, workdir, outputs)
     logs = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode for p in procs):
         raise AssertionError("\n\n".join(f"process {i} exited {p.returncode}:\n{o[-3000:]}"
@@ -98,3 +106,31 @@ def test_two_processes_resume_together_exactly(two_process_run, corpus):
     logs = _launch(corpus, root / "resumed")
     assert all("resumed from step 5" in log for log in logs)
     assert read_metrics(str(root / "resumed")) == read_metrics(str(root / "run"))
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(corpus, tmp_path):
+    """The flags are compared every CHECK_EVERY steps, not on every step, and a SIGTERM
+    that only process 1 received still stops both at one step, which both save."""
+    workdir = tmp_path / "run"
+    procs = _start(corpus, workdir, ["sigterm", "sigterm"])
+    try:
+        deadline = time.time() + 300
+        while len(read_metrics(str(workdir)) if (workdir / "metrics.jsonl").exists()
+                   else {}) < 3:
+            assert time.time() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.5)
+        procs[1].send_signal(signal.SIGTERM)
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [worker.EXIT_PREEMPTED] * 2, logs
+    steps = {int(re.search(r"preempted at step (\d+)", log).group(1)) for log in logs}
+    assert len(steps) == 1, logs
+    step = steps.pop()
+    assert step % worker.CHECK_EVERY == 0
+    from bigmodels import checkpoint
+    assert checkpoint.latest_step(str(workdir)) == step
+    data_states = os.listdir(workdir / "checkpoints" / str(step) / "data")
+    assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(data_states)

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from bigmodels import optim
+from bigmodels import optim, regimes
+from bigmodels.regimes import finetune
 from bigmodels.config import base_config
 from bigmodels.errors import BadInput
 
@@ -25,9 +26,14 @@ def _regression():
     return params, loss
 
 
+def _build(cfg, steps):
+    """The optimizer a run gets: optim.build with the fine-tuning regimes' transforms."""
+    return regimes.build_optimizer(cfg, steps, finetune.for_optim(cfg))
+
+
 def _train(cfg, steps=50):
     params, loss = _regression()
-    tx, _ = optim.build(cfg, steps)
+    tx, _ = _build(cfg, steps)
     state = tx.init(params)
     for _ in range(steps):
         value, grads = jax.value_and_grad(loss)(params)
@@ -107,7 +113,7 @@ def test_lr_multipliers_scale_the_matched_updates_only():
     params, loss = _regression()
     grads = jax.grad(loss)(params)
     plain, _ = optim.build(_cfg(name="sgd", lr=0.1), 10)
-    scaled, _ = optim.build(_cfg(name="sgd", lr=0.1, lr_multipliers="^w=0.25,.*=3"), 10)
+    scaled, _ = _build(_cfg(name="sgd", lr=0.1, lr_multipliers="^w=0.25,.*=3"), 10)
     base, _ = plain.update(grads, plain.init(params), params)
     out, _ = scaled.update(grads, scaled.init(params), params)
     np.testing.assert_allclose(out["w"], 0.25 * base["w"], rtol=1e-6)   # first match wins
@@ -118,7 +124,7 @@ def test_frozen_params_never_move_and_carry_no_optimizer_state():
     cfg = _cfg(name="adam", lr=0.1, freeze="^b$")
     _, _, params = _train(cfg)
     assert float(params["b"][0]) == 0.0 and float(jnp.abs(params["w"]).sum()) > 0
-    tx, _ = optim.build(cfg, 10)
+    tx, _ = _build(cfg, 10)
     moments = [x for x in jax.tree.leaves(tx.init(_regression()[0])) if x.ndim >= 1]
     assert [x.shape for x in moments] == [(5, 1), (5, 1)]    # Adam's mu and nu of w only
 
@@ -130,4 +136,4 @@ def test_frozen_params_never_move_and_carry_no_optimizer_state():
 ])
 def test_bad_freeze_or_multiplier_is_refused(key, value, match):
     with pytest.raises(BadInput, match=match):
-        optim.build(_cfg(**{key: value}), 10)
+        _build(_cfg(**{key: value}), 10)

@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-pytest.importorskip("sklearn")
-
-from bigmodels import train  # noqa: E402
-from bigmodels.models.resnet import ResNet  # noqa: E402
-from bigmodels.models.vit import ViT, patchify  # noqa: E402
-from bigmodels.tasks.classify import Classify  # noqa: E402
-from helpers import experiment_config, read_metrics  # noqa: E402
+from bigmodels import train
+from bigmodels.models.resnet import ResNet
+from bigmodels.models.vit import ViT, patchify
+from bigmodels.tasks.classify import Classify
+from helpers import experiment_config, read_metrics
 
 
 def _smoke(tmp_path, name, lr, steps=20, drop=0.3, augment=True, **model):

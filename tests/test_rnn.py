@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from sklearn import metrics
 
 from bigmodels import generate, train
 from bigmodels.models.rnn import RNNLM, rnn_config
 from bigmodels.nn.recurrent import RecurrentStack
+from bigmodels.tasks.classify import apply_model
 from helpers import read_metrics, tiny_lm_config
 
 
@@ -52,12 +54,18 @@ def test_cached_decoding_equals_recomputation():
     model = RNNLM(vocab_size=11, embed_dim=8, hidden_dim=16, num_layers=2, context_length=32)
     params = model.init(jax.random.key(1), jnp.zeros((2, 5), jnp.int32))["params"]
     prompt = np.array([[1, 2, 3], [4, 5, 6]])
-    for temperature in (0.0, 1.0):
-        cached = generate.generate(model, params, prompt, 12, seed=3, temperature=temperature)
-        uncached = generate.generate_uncached(model, params, prompt, 12, seed=3,
+    for temperature in (0.0, 1.0):      # 6 tokens: the reference compiles once per length
+        cached = generate.generate(model, params, prompt, 6, seed=3, temperature=temperature)
+        uncached = generate.generate_uncached(model, params, prompt, 6, seed=3,
                                               temperature=temperature)
         np.testing.assert_array_equal(cached, uncached)
-    assert nn.meta.unbox(params)                    # params exist and are plain arrays
+    # The two-layer LSTM decoded: 4 gates a layer, each with an input kernel, a recurrent
+    # kernel and one bias.
+    expected = (11 * 8                                   # token embedding
+                + 4 * (8 * 16 + 16 * 16 + 16)            # layer 0: 8 -> 16
+                + 4 * (16 * 16 + 16 * 16 + 16)           # layer 1: 16 -> 16
+                + 16 * 11 + 11)                          # head
+    assert sum(x.size for x in jax.tree.leaves(nn.meta.unbox(params))) == expected == 3987
 
 
 def test_lstm_classifier_trains_and_reports_f1(tmp_path, corpus):
@@ -81,7 +89,22 @@ def test_lstm_classifier_trains_and_reports_f1(tmp_path, corpus):
     losses = read_metrics(str(tmp_path))
     assert np.mean([losses[s] for s in range(16, 21)]) < losses[1] - 0.05
     assert result.config.model.num_classes == len(classes)
-    assert 0.0 <= result.eval_metrics["eval/f1"] <= 1.0
+    # The oracle: scikit-learn's macro-F1 and accuracy of the trained model's own
+    # predictions on the eval set (padding rows, of weight 0, left out).
+    params = jax.device_get(result.state.params)
+    truth, predicted = [], []
+    for batch in result.data.eval:
+        logits, _ = apply_model(result.task.model, params,
+                                jax.device_get(result.state.model_state), batch, None, False)
+        keep = np.asarray(batch.get("weight", np.ones(len(batch["label"])))) > 0
+        truth.append(np.asarray(batch["label"])[keep])
+        predicted.append(np.argmax(np.asarray(logits), -1)[keep])
+    truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+    assert len(set(predicted.tolist())) > 1                  # not a constant classifier
+    assert result.eval_metrics["eval/f1"] == pytest.approx(
+        metrics.f1_score(truth, predicted, average="macro"), abs=1e-9)
+    assert result.eval_metrics["eval/accuracy"] == pytest.approx(
+        metrics.accuracy_score(truth, predicted), abs=1e-6)
     assert read_metrics(str(tmp_path), "eval/f1")[20] == result.eval_metrics["eval/f1"]
 
 

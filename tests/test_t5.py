@@ -2,7 +2,6 @@
 recomputation, padding is invisible, BLEU and the data are what they claim."""
 
 import collections
-import importlib.util
 import itertools
 import math
 
@@ -17,7 +16,7 @@ from bigmodels.data import seq2seq as s2s_data
 from bigmodels.metrics import bleu
 from bigmodels.models.t5 import T5
 from bigmodels.tasks.seq2seq import special_ids
-from helpers import experiment_config, read_metrics
+from helpers import assert_runs_without_tensorflow, experiment_config, read_metrics
 
 
 _experiment = experiment_config
@@ -248,22 +247,37 @@ def test_number_words_and_heldout_split():
 
     train_sources = [s for i in range(50) for s in sources(data.train[i])]
     eval_sources = [s for b in data.eval for s in sources(b)]
-    pct = config.data.heldout_percent
-    assert not any(s2s_data.is_heldout(s, pct) for s in train_sources)
-    assert all(s2s_data.is_heldout(s, pct) for s in eval_sources)
+    fraction = config.data.val_fraction
+    assert not any(s2s_data.is_heldout(s, fraction) for s in train_sources)
+    assert all(s2s_data.is_heldout(s, fraction) for s in eval_sources)
     assert not set(train_sources) & set(eval_sources)
     batch = data.train[3]
     for row, (source, n) in enumerate(zip(sources(batch), batch["target_lengths"])):
         assert s2s_data.number_words(int(tok.decode(batch["targets"][row, :n - 1]))) == source
         assert batch["targets"][row, n - 1] == eos and (batch["targets"][row, n:] == pad).all()
-    np.testing.assert_array_equal(data.train[3]["inputs"], batch["inputs"])   # pure in i
+    # A pure function of the index: a second, independent build gives the same batch 3,
+    # and batch 4 is another.
+    again = s2s_data.build(config, "/nonexistent")
+    np.testing.assert_array_equal(again.train[3]["inputs"], batch["inputs"])
+    np.testing.assert_array_equal(again.train[3]["targets"], batch["targets"])
+    assert not np.array_equal(again.train[4]["inputs"], batch["inputs"])
     half = s2s_data.build(config, "/nonexistent", process_index=1, process_count=2)
     np.testing.assert_array_equal(half.train[3]["inputs"], batch["inputs"][4:])
 
 
 def test_translation_on_tfds_mock_data_without_tensorflow(tmp_path):
     import tensorflow_datasets as tfds
-    assert importlib.util.find_spec("tensorflow") is None      # the point of this test
+    # The point of this test: reading the TFDS dataset never imports TensorFlow.
+    assert_runs_without_tensorflow(f"""
+import tensorflow_datasets as tfds
+from bigmodels import data, train
+from helpers import experiment_config
+config = experiment_config("t5_translate")
+config.data.mock_examples = 0
+with tfds.testing.mock_data(num_examples=24):
+    built = data.build(config, {str(tmp_path / "no_tf")!r})
+    built.train[0], built.eval[0]
+""")
     config = _experiment("t5_translate")
     config.data.mock_examples = 0                    # the real tfds.data_source path, mocked
     config.update(total_steps=4, eval_every=4, ckpt_every=4)

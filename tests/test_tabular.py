@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-pytest.importorskip("sklearn")
-
-from bigmodels import train  # noqa: E402
-from bigmodels.data import preprocess, sklearn_data  # noqa: E402
-from bigmodels.errors import BadInput  # noqa: E402
-from bigmodels.tasks.binary import BinaryClassify  # noqa: E402
-from bigmodels.tasks.regression import Regress  # noqa: E402
-from helpers import experiment_config, read_metrics  # noqa: E402
+from bigmodels import train
+from bigmodels.data import preprocess, sklearn_data
+from bigmodels.errors import BadInput
+from bigmodels.tasks.binary import BinaryClassify
+from bigmodels.tasks.regression import Regress
+from helpers import experiment_config, read_metrics
 
 
 _experiment = experiment_config

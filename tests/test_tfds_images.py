@@ -1,16 +1,13 @@
 """The image experiments pointed at TFDS datasets (mnist, cifar10), on TFDS mock data:
 real feature specs and splits, random pixels, no download and no TensorFlow."""
 
-import importlib.util
-
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from bigmodels import train
 from bigmodels.errors import BadInput
-from helpers import experiment_config
-
-tfds = pytest.importorskip("tensorflow_datasets")
+from helpers import assert_runs_without_tensorflow, experiment_config
 
 
 @pytest.mark.parametrize("experiment,dataset,shape", [
@@ -43,7 +40,19 @@ def test_image_experiment_on_mock_tfds_data(tmp_path, experiment, dataset, shape
         assert {"eval/accuracy", "eval/f1"} <= set(result.eval_metrics)
     assert "eval/loss" in result.eval_metrics
     assert (tmp_path / "run" / "preprocess.json").exists()
-    assert importlib.util.find_spec("tensorflow") is None
+
+
+def test_tfds_images_are_read_without_tensorflow(tmp_path):
+    assert_runs_without_tensorflow(f"""
+import tensorflow_datasets as tfds
+from bigmodels import data, train
+from helpers import experiment_config
+config = experiment_config("digits_cnn", "mnist", batch_size=8)
+config.data.update(tfds_dir={str(tmp_path / "tfds")!r}, max_examples=24)
+with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
+    built = data.build(config, {str(tmp_path / "run")!r})
+    built.train[0], built.eval[0]
+""")
 
 
 def test_unknown_tfds_image_dataset_is_bad_input(tmp_path):

@@ -19,6 +19,7 @@ A background save that fails is never reported as done: `poll()` after every ste
 `wait()` raise `CheckpointSaveError` as soon as a finished save lacks its marker.
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -197,10 +198,11 @@ class Checkpointer:
                 self._set_aside(step, f"truncated ({problem})")
                 continue
             try:
-                found = tree.flatten(ocp.PyTreeCheckpointer().metadata(
-                    os.path.join(step_dir, "state")).item_metadata)
+                on_disk = ocp.PyTreeCheckpointer().metadata(
+                    os.path.join(step_dir, "state")).item_metadata
+                found = tree.flatten(on_disk)
             except Exception as e:
-                found, problem = {}, _first_line(e)
+                on_disk, found, problem = {}, {}, _first_line(e)
             if not found:
                 self._set_aside(step, f"unreadable metadata ({problem or 'no arrays'})")
                 continue
@@ -209,15 +211,19 @@ class Checkpointer:
                 raise BadInput(f"checkpoint {step_dir} does not match the config: {diff}")
             # The step looks intact, so a failure now (out of memory, a flaky network
             # file system) is not proof of corruption: stop and move nothing.
+            target, absent = _saved_fields(abstract_state, on_disk)
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state)))
+                    state=ocp.args.StandardRestore(target)))
                 _restore_iterator(os.path.join(step_dir, "data"), data_iterator)
             except Exception as e:
                 raise RunFailed(f"could not restore checkpoint {step_dir}: {_first_line(e)} "
                                 f"(move it away to resume from an older step)") from e
             metadata = self.manager.metadata(step).custom_metadata or {}
-            return _agreed(step), restored.state, dict(metadata)
+            state = restored.state
+            if absent:
+                state = dataclasses.replace(abstract_state, **state)
+            return _agreed(step), state, dict(metadata)
         return _agreed(None), None, {}
 
     def _set_aside(self, step: int, reason: str) -> None:
@@ -232,6 +238,20 @@ class Checkpointer:
             shutil.move(self.step_dir(step), target)
             warn(f"checkpoint step {step} is not usable: {reason}; moved to {target}")
         self.manager.reload()
+
+
+def _saved_fields(abstract_state, on_disk) -> tuple:
+    """(restore target, absent fields). A checkpoint written before the state gained a
+    field that is still empty (e.g. TrainState.extra with no regime state) lacks that
+    field: it is restored without it, as a dict of the other fields."""
+    if not dataclasses.is_dataclass(abstract_state) or not hasattr(on_disk, "keys"):
+        return abstract_state, ()
+    fields = [f.name for f in dataclasses.fields(abstract_state)]
+    absent = [f for f in fields if f not in on_disk.keys()
+              and not jax.tree.leaves(getattr(abstract_state, f))]
+    if not absent:
+        return abstract_state, ()
+    return {f: getattr(abstract_state, f) for f in fields if f not in absent}, absent
 
 
 def _restore_iterator(data_dir: str, data_iterator) -> None:

@@ -2,18 +2,11 @@
 
 import jax
 
+from bigmodels.names import path_name
+
 MAX_LISTED = 8      # names listed in one error line before "(+N more)"
 
 
-def _key_name(key) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
-def path_name(path) -> str:
-    return "/".join(_key_name(k) for k in path)
 
 
 def flatten(tree) -> dict:

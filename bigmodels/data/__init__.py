@@ -8,7 +8,7 @@ wait for it.
 """
 
 from bigmodels.errors import BadInput
-from bigmodels.models import load
+from bigmodels.registry import load
 
 # data.kind -> "module:function" with the signature of `build` below.
 KINDS = {
@@ -16,11 +16,11 @@ KINDS = {
     "text_classes": "bigmodels.data.text_classes:build",
     "transduction": "bigmodels.data.seq2seq:build",
     "translation": "bigmodels.data.translation:build",
-    "espeak": "bigmodels.data.espeak:build",
+    "synthetic_speech": "bigmodels.data.espeak:build",
     "tfds_speech": "bigmodels.data.speech_tfds:build",
     "text_mlm": "bigmodels.data.masked_lm:build",
     "tfds_text_classes": "bigmodels.data.tfds_classes:build",
-    "sklearn": "bigmodels.data.sklearn_data:build",
+    "toy_datasets": "bigmodels.data.sklearn_data:build",
     "image_folder": "bigmodels.data.image_folder:build",
     "tfds_images": "bigmodels.data.tfds_images:build",
 }

@@ -1,9 +1,10 @@
-"""Offline speech: utterances of 1 to `max_words` words synthesised by espeak-ng.
+"""Kind synthetic_speech: utterances of 1 to `max_words` words synthesised offline by
+espeak-ng.
 
 Each utterance draws its words (default: the ten digits), a voice, a speed (words per
 minute) and a pitch from a generator seeded by (synth_seed, split, index). What is
 held out: the eval split uses only texts that never occur in training (a text is
-eval-only when the hash of its string falls below `eval_text_fraction`), spoken by
+eval-only when the hash of its string falls below `val_fraction`), spoken by
 `eval_voices`, which training never uses. So every eval (text, voice) pair, and every
 eval voice, is unseen in training.
 
@@ -48,19 +49,21 @@ def _range(value: str, name: str) -> tuple[int, int]:
 
 
 def synthesis_params(d) -> dict:
-    """Everything that changes the synthesised dataset (and so its cache key)."""
+    """Everything that changes the synthesised dataset (and so its cache key).
+    `eval_text_fraction` is data.val_fraction under its old name, so that the cache keys
+    of datasets synthesised before the rename still match."""
     params = dict(words=d.words.split(), max_words=d.max_words, voices=_csv(d.voices),
                   eval_voices=_csv(d.eval_voices), speeds=_range(d.speeds, "speeds"),
                   pitches=_range(d.pitches, "pitches"), num_train=d.num_train,
-                  num_eval=d.num_eval, eval_text_fraction=d.eval_text_fraction,
+                  num_eval=d.num_eval, eval_text_fraction=d.val_fraction,
                   synth_seed=d.synth_seed, sample_rate=d.sample_rate, num_mels=d.num_mels,
                   window_ms=d.window_ms, hop_ms=d.hop_ms)
     if not params["words"] or params["max_words"] < 1:
         raise BadInput("data.words and data.max_words: need at least one word")
     if not params["voices"] or not params["eval_voices"]:
         raise BadInput("data.voices and data.eval_voices must each name at least one voice")
-    if not 0.0 < d.eval_text_fraction < 1.0:
-        raise BadInput(f"data.eval_text_fraction must be in (0, 1), got {d.eval_text_fraction}")
+    if not 0.0 < d.val_fraction < 1.0:
+        raise BadInput(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     return params
 
 
@@ -84,7 +87,7 @@ def utterance_specs(params: dict, split: str) -> list[dict]:
             if is_eval_text(text, params["eval_text_fraction"]) == want_eval:
                 break
         else:
-            raise BadInput(f"data: no {split} text found; change data.eval_text_fraction")
+            raise BadInput(f"data: no {split} text found; change data.val_fraction")
         specs.append(dict(text=text, voice=str(rng.choice(voices)),
                           speed=int(rng.integers(params["speeds"][0], params["speeds"][1] + 1)),
                           pitch=int(rng.integers(params["pitches"][0],
@@ -135,7 +138,7 @@ def features_of(spec: dict, params: dict) -> np.ndarray:
 
 def require_espeak() -> None:
     if shutil.which(ESPEAK) is None:
-        raise BadInput("data.kind=espeak: espeak-ng is not installed "
+        raise BadInput("data.kind=synthetic_speech: espeak-ng is not installed "
                        "(apt-get install espeak-ng)")
 
 
@@ -198,9 +201,10 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
 
 
 def espeak_data_config(**overrides):
-    """The `config.data` of the espeak kind; experiment files override what they change."""
+    """The `config.data` of the synthetic_speech kind; experiment files override what they
+    change."""
     d = ml_collections.ConfigDict(dict(
-        kind="espeak",
+        kind="synthetic_speech",
         path="",                      # unused; kept so every config.data has the key
         words=DIGITS,                 # the vocabulary of spoken words (space-separated)
         max_words=4,                  # utterances have 1 to max_words words
@@ -210,7 +214,7 @@ def espeak_data_config(**overrides):
         pitches="30,70",              # 0-99, low,high
         num_train=2000,
         num_eval=256,
-        eval_text_fraction=0.2,       # share of texts held out for eval (by hash)
+        val_fraction=0.2,             # share of texts held out for eval (by hash)
         synth_seed=0,
         sample_rate=16000,
         num_mels=40,
@@ -219,6 +223,7 @@ def espeak_data_config(**overrides):
         max_frames=256,               # batch shape; longer utterances are dropped
         max_label_len=48,
         eval_batches=8,
+        prefetch=2,                   # batches built and placed on devices ahead (0 = none)
         tfds_dir="",                  # "" = $BIGMODELS_DATA_DIR or ~/.cache/bigmodels/tfds
     ))
     d.update(overrides)

@@ -64,10 +64,10 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     """Images of root/<class>/ split into train / test."""
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, files, size: int, channels: int, test_fraction: float, **kwargs):
+    def __init__(self, *, files, size: int, channels: int, val_fraction: float, **kwargs):
         self._files, self._size, self._channels = files, size, channels
-        self._test_fraction = test_fraction
-        h = hashlib.sha256(repr((size, channels, test_fraction,
+        self._val_fraction = val_fraction
+        h = hashlib.sha256(repr((size, channels, val_fraction,
                                  sklearn_data.SPLIT_SEED)).encode())
         for path, label in files:
             st = os.stat(path)
@@ -86,7 +86,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         labels = np.array([label for _, label in self._files])
-        train, test = sklearn_data.split_indices(len(labels), self._test_fraction,
+        train, test = sklearn_data.split_indices(len(labels), self._val_fraction,
                                                  sklearn_data.SPLIT_SEED, labels)
         return {"train": self._generate_examples(train), "test": self._generate_examples(test)}
 
@@ -103,8 +103,8 @@ def load_splits(d) -> tuple[list[str], dict]:
         raise BadInput(f"data.channels must be 1 or 3, got {d.channels}")
     if d.image_size < 1:
         raise BadInput(f"data.image_size must be positive, got {d.image_size}")
-    if not 0.0 < d.test_fraction < 1.0:
-        raise BadInput(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
+    if not 0.0 < d.val_fraction < 1.0:
+        raise BadInput(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     try:
         import PIL  # noqa: F401
     except ImportError:
@@ -113,7 +113,7 @@ def load_splits(d) -> tuple[list[str], dict]:
     classes, files = list_images(os.path.expanduser(d.path))
     tfds.disable_progress_bar()
     builder = ImageFolder(files=files, size=d.image_size, channels=d.channels,
-                          test_fraction=d.test_fraction,
+                          val_fraction=d.val_fraction,
                           data_dir=d.tfds_dir or default_data_dir())
     builder.download_and_prepare()
     splits = sklearn_data.indexed_splits(builder, "image", "label")

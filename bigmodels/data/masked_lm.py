@@ -18,6 +18,7 @@ import numpy as np
 from bigmodels.data import text_files, tokenizers
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
+from bigmodels.names import TOKENIZER_FILE
 
 BERT_SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 _INFINITE = 2**62
@@ -30,7 +31,7 @@ class MaskedLMData:
     eval: object           # grain.MapDataset of the fixed held-out batches
 
     def save(self, workdir: str) -> None:
-        tokenizers.save(self.tokenizer, os.path.join(workdir, "tokenizer.json"))
+        tokenizers.save(self.tokenizer, os.path.join(workdir, TOKENIZER_FILE))
 
 
 def mask_tokens(rng: np.random.Generator, tokens: np.ndarray, maskable: np.ndarray,
@@ -94,7 +95,7 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     if not 0.0 < d.get("mask_rate", 0.15) < 1.0:
         raise BadInput(f"data.mask_rate must be in (0, 1), got {d.mask_rate}")
     splits = text_files.load_splits(d.path, d.val_fraction, d.max_bytes, d.tfds_dir)
-    tokenizer_path = os.path.join(workdir, "tokenizer.json")
+    tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
     if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:

@@ -4,7 +4,7 @@
     reverse:       "kqzfa" -> "afzqk"
 
 Examples are generated, never stored. Which examples are held out is decided by a
-hash of the source text (`data.heldout_percent` of all possible sources), so no eval
+hash of the source text (`data.val_fraction` of all possible sources), so no eval
 example is ever trained on, on any seed or number of processes. Batch i is a pure
 function of (seed, i), and each process builds only its own rows.
 
@@ -22,7 +22,8 @@ import numpy as np
 from bigmodels.data import tokenizers
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
-from bigmodels.tasks.seq2seq import SPECIALS
+from bigmodels.names import SEQ2SEQ_SPECIALS as SPECIALS
+from bigmodels.names import TOKENIZER_FILE
 
 _INFINITE = 2**62
 ALPHABET = " 0123456789abcdefghijklmnopqrstuvwxyz"
@@ -39,7 +40,7 @@ class Seq2SeqData:
     eval: object           # grain.MapDataset of the fixed held-out batches
 
     def save(self, workdir: str) -> None:
-        tokenizers.save(self.tokenizer, os.path.join(workdir, "tokenizer.json"))
+        tokenizers.save(self.tokenizer, os.path.join(workdir, TOKENIZER_FILE))
 
 
 def number_words(n: int) -> str:
@@ -89,9 +90,12 @@ TRANSDUCTIONS = {
 }
 
 
-def is_heldout(source: str, percent: float) -> bool:
-    """A fixed pseudo-random `percent`% of all sources, decided by a hash of the text."""
+def is_heldout(source: str, fraction: float) -> bool:
+    """A fixed pseudo-random `fraction` of all sources, decided by a hash of the text."""
     digest = hashlib.blake2b(source.encode(), digest_size=8).digest()
+    # Compared in hundredths of a percent, as when the key was data.heldout_percent: the
+    # rounding recovers the percent exactly (to 10 decimals), so the split is unchanged.
+    percent = round(fraction * 100, 10)
     return int.from_bytes(digest, "little") % 10_000 < percent * 100
 
 
@@ -120,7 +124,7 @@ def pack(pairs, tokenizer, source_len: int, target_len: int, truncate: bool = Fa
 
 
 def transduction_batches(task: str, size: int, tokenizer, source_len: int, target_len: int,
-                         global_batch: int, seed: int, heldout: bool, heldout_percent: float,
+                         global_batch: int, seed: int, heldout: bool, val_fraction: float,
                          process_index: int = 0, process_count: int = 1,
                          num_batches: int = _INFINITE) -> grain.MapDataset:
     """Item i: this process's rows of global batch i, drawn from the train examples
@@ -135,7 +139,7 @@ def transduction_batches(task: str, size: int, tokenizer, source_len: int, targe
             rng = np.random.default_rng((seed, index, row))
             while True:      # rejection sampling; each side keeps a fixed share of sources
                 pair = sample(rng, size)
-                if is_heldout(pair[0], heldout_percent) == heldout:
+                if is_heldout(pair[0], val_fraction) == heldout:
                     break
             pairs.append(pair)
         return pack(pairs, tokenizer, source_len, target_len)
@@ -153,9 +157,9 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
         raise BadInput(f"data.size: number_words takes 1 to 6 digits, got {size}")
     if size < 1:
         raise BadInput(f"data.size must be positive, got {size}")
-    heldout_percent = d.get("heldout_percent", 10.0)
-    if not 0 < heldout_percent < 100:
-        raise BadInput(f"data.heldout_percent must be in (0, 100), got {heldout_percent}")
+    val_fraction = d.get("val_fraction", 0.1)
+    if not 0 < val_fraction < 1:
+        raise BadInput(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
@@ -165,14 +169,14 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
         if d.get(key, 0) < need:
             raise BadInput(f"data.{key}={d.get(key, 0)} is too short: {task} with size={size} "
                            f"needs {need} (the longest text + <eos>)")
-    tokenizer_path = os.path.join(workdir, "tokenizer.json")
+    tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
     if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:
         tokenizer = tokenizers.build(d.tokenizer, ALPHABET.encode(), specials=SPECIALS)
     common = dict(task=task, size=size, tokenizer=tokenizer, source_len=d.source_len,
                   target_len=d.target_len, global_batch=config.batch_size,
-                  heldout_percent=heldout_percent, process_index=process_index,
+                  val_fraction=val_fraction, process_index=process_index,
                   process_count=process_count)
     train = transduction_batches(seed=config.seed, heldout=False, **common)
     eval_ = transduction_batches(seed=config.seed + 1_000_003, heldout=True,

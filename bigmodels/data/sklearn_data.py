@@ -1,9 +1,10 @@
-"""Real datasets that ship inside scikit-learn (no download), wrapped as TFDS datasets.
+"""Kind toy_datasets: the small real datasets that ship inside scikit-learn (no
+download), wrapped as TFDS datasets.
 
 `data.name`: digits (1,797 8x8 handwritten digits, 10 classes), breast_cancer (569
 rows, 30 features, binary: 1 = benign, 0 = malignant) or diabetes (442 rows, 10 raw
 features, a disease-progression target). Rows with a missing value are dropped, then
-a fixed split (seed SPLIT_SEED, `data.test_fraction` of the rows held out, stratified
+a fixed split (seed SPLIT_SEED, `data.val_fraction` of the rows held out, stratified
 by class for the classification sets) is written once as array_record under
 `data.tfds_dir` and read back without TensorFlow.
 
@@ -35,8 +36,8 @@ from bigmodels.data import augment, preprocess
 from bigmodels.data.text_files import default_data_dir
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
+from bigmodels.names import PREPROCESS_FILE
 
-PREPROCESS_FILE = "preprocess.json"
 SPLIT_SEED = 0     # the split is part of the dataset, the same for every run seed
 
 
@@ -56,11 +57,11 @@ DATASETS = {
 
 
 def sklearn_data_config(name: str, **overrides) -> ml_collections.ConfigDict:
-    """The `config.data` of kind sklearn; experiment files override what they change."""
+    """The `config.data` of kind toy_datasets; experiment files override what they change."""
     from bigmodels.config import base_config
     data = base_config().data
-    data.update(kind="sklearn", name=name)
-    for key, value in dict(test_fraction=0.2, log1p="", standardize="column",
+    data.update(kind="toy_datasets", name=name)
+    for key, value in dict(val_fraction=0.2, log1p="", standardize="column",
                            standardize_target=True, augment=False, classes="",
                            train_per_class=0).items():
         data[key] = value   # new keys: ConfigDict.update only sets existing ones
@@ -78,7 +79,7 @@ def load_arrays(name: str):
     return features, targets, names
 
 
-def split_indices(n: int, test_fraction: float, seed: int, labels=None):
+def split_indices(n: int, val_fraction: float, seed: int, labels=None):
     """(train, test) row indices, sorted; per class when `labels` is given, so both
     splits keep the class balance."""
     rng = np.random.default_rng(seed)
@@ -86,7 +87,7 @@ def split_indices(n: int, test_fraction: float, seed: int, labels=None):
         np.flatnonzero(labels == c) for c in np.unique(labels)]
     test = []
     for group in groups:
-        take = int(round(len(group) * test_fraction))
+        take = int(round(len(group) * val_fraction))
         test.append(rng.permutation(group)[:take])
     test = np.sort(np.concatenate(test))
     return np.setdiff1d(np.arange(n), test), test
@@ -96,10 +97,11 @@ class SklearnDataset(tfds.core.GeneratorBasedBuilder):
     """One scikit-learn dataset split into train / test."""
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, dataset: str, test_fraction: float, **kwargs):
-        self._dataset, self._test_fraction = dataset, test_fraction
+    def __init__(self, *, dataset: str, val_fraction: float, **kwargs):
+        self._dataset, self._val_fraction = dataset, val_fraction
         self._features, self._targets, _ = load_arrays(dataset)
-        name = f"{dataset}_test{round(test_fraction * 1000)}_seed{SPLIT_SEED}"
+        # The name keys the prepared files: the held-out rows are TFDS's "test" split.
+        name = f"{dataset}_test{round(val_fraction * 1000)}_seed{SPLIT_SEED}"
         super().__init__(config=tfds.core.BuilderConfig(name=name),
                          file_format="array_record", **kwargs)
 
@@ -114,7 +116,7 @@ class SklearnDataset(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         labels = self._targets if DATASETS[self._dataset].classification else None
-        train, test = split_indices(len(self._targets), self._test_fraction, SPLIT_SEED,
+        train, test = split_indices(len(self._targets), self._val_fraction, SPLIT_SEED,
                                     labels)
         return {"train": self._generate_examples(train), "test": self._generate_examples(test)}
 
@@ -124,21 +126,21 @@ class SklearnDataset(tfds.core.GeneratorBasedBuilder):
                            "target": self._targets[i]}
 
 
-def load_splits(name: str, test_fraction: float = 0.2, data_dir: str = "") -> dict:
+def load_splits(name: str, val_fraction: float = 0.2, data_dir: str = "") -> dict:
     """{"train"|"test": (row indices, features N x F float32, targets N)}, in row order;
     prepared once under data_dir."""
     if name not in DATASETS:
         raise BadInput(f"data.name: unknown scikit-learn dataset {name!r} "
                        f"(known: {', '.join(DATASETS)})")
-    if not 0.0 < test_fraction < 1.0:
-        raise BadInput(f"data.test_fraction must be in (0, 1), got {test_fraction}")
+    if not 0.0 < val_fraction < 1.0:
+        raise BadInput(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        raise BadInput("data.kind=sklearn needs scikit-learn: pip install "
+        raise BadInput("data.kind=toy_datasets needs scikit-learn: pip install "
                        "'bigmodels[sklearn]'") from None
     tfds.disable_progress_bar()
-    builder = SklearnDataset(dataset=name, test_fraction=test_fraction,
+    builder = SklearnDataset(dataset=name, val_fraction=val_fraction,
                              data_dir=data_dir or default_data_dir())
     builder.download_and_prepare()
     return indexed_splits(builder, "features", "target", np.float32)
@@ -278,7 +280,7 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    splits = load_splits(d.name, d.test_fraction, d.tfds_dir)
+    splits = load_splits(d.name, d.val_fraction, d.tfds_dir)
     spec = DATASETS[d.name]
     if d.augment and spec.image_shape is None:
         raise BadInput(f"data.augment: {d.name!r} is not an image dataset")

@@ -1,6 +1,6 @@
 """Batches of (log-mel features, transcript) pairs for CTC speech recognition.
 
-Every speech data kind (espeak, tfds_speech) ends here with a list of utterances per
+Every speech data kind (synthetic_speech, tfds_speech) ends here with a list of utterances per
 split. A batch holds
 
     features         B x max_frames x num_mels float32 (per-utterance normalised, zero-padded)
@@ -26,9 +26,10 @@ import numpy as np
 from bigmodels.data import log_mel, tokenizers
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
+from bigmodels.names import SPEECH_SPACE_ID as SPACE_ID
+from bigmodels.names import TOKENIZER_FILE
 
 BLANK = "<blank>"
-SPACE_ID = 0
 _INFINITE = 2**62
 
 
@@ -39,7 +40,7 @@ class SpeechData:
     eval: object           # grain.MapDataset of the held-out batches
 
     def save(self, workdir: str) -> None:
-        tokenizers.save(self.tokenizer, os.path.join(workdir, "tokenizer.json"))
+        tokenizers.save(self.tokenizer, os.path.join(workdir, TOKENIZER_FILE))
 
 
 def normalize_text(text: str) -> str:
@@ -50,7 +51,7 @@ def normalize_text(text: str) -> str:
 
 def speech_tokenizer(texts, workdir: str = ""):
     """Characters of `texts` plus the space, then "<blank>"; a resumed run keeps its own."""
-    path = os.path.join(workdir, "tokenizer.json") if workdir else ""
+    path = os.path.join(workdir, TOKENIZER_FILE) if workdir else ""
     if path and os.path.exists(path):
         tokenizer = tokenizers.load(path)
     else:

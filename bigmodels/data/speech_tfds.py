@@ -95,6 +95,7 @@ def tfds_speech_data_config(**overrides):
         max_frames=128,               # speech_commands clips are 1 s (98 frames)
         max_label_len=16,
         eval_batches=8,
+        prefetch=2,                   # batches built and placed on devices ahead (0 = none)
         tfds_dir="",
     ))
     d.update(overrides)

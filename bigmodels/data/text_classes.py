@@ -25,6 +25,7 @@ from bigmodels.data import text_files, tokenizers
 from bigmodels.data.masked_lm import BERT_SPECIALS
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
+from bigmodels.names import TOKENIZER_FILE
 
 CLASSES_FILE = "classes.json"
 _INFINITE = 2**62
@@ -42,7 +43,7 @@ class ClassData:
         return len(self.class_names)
 
     def save(self, workdir: str) -> None:
-        tokenizers.save(self.tokenizer, os.path.join(workdir, "tokenizer.json"))
+        tokenizers.save(self.tokenizer, os.path.join(workdir, TOKENIZER_FILE))
         with open(os.path.join(workdir, CLASSES_FILE), "w") as f:
             json.dump(self.class_names, f, indent=1)
 
@@ -109,7 +110,7 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
                        f"{process_count} processes")
     files = class_files(d.path)
     splits = [text_files.load_splits(f, d.val_fraction, d.max_bytes, d.tfds_dir) for f in files]
-    tokenizer_path = os.path.join(workdir, "tokenizer.json")
+    tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
     if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:

@@ -7,8 +7,7 @@ import os
 from bigmodels.data import text_files, tokenizers
 from bigmodels.data.windows import window_batches
 from bigmodels.errors import BadInput
-
-TOKENIZER_FILE = "tokenizer.json"
+from bigmodels.names import TOKENIZER_FILE
 
 
 @dataclasses.dataclass

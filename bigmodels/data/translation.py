@@ -25,7 +25,7 @@ from bigmodels.data import text_files, tokenizers
 from bigmodels.data.seq2seq import Seq2SeqData, pack
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
-from bigmodels.tasks.seq2seq import SPECIALS
+from bigmodels.names import SEQ2SEQ_SPECIALS as SPECIALS
 
 _INFINITE = 2**62
 

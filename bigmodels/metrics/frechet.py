@@ -6,18 +6,15 @@ classifier (FID, Heusel et al. 2017, with a small digits CNN in place of Incepti
 The moments come from sums over eval batches (sum of features, sum of outer
 products, count), so eval can run in batches on any mesh and add them up.
 
-`FeatureNet.load(workdir, pixels)` takes a trained classifier run (e.g.
-experiments/digits_cnn.py) whose model returns features with `features=True`. It
-reads the run's config.json, preprocess.json and params, and maps images from the
-caller's pixel space into the classifier's input space: both spaces are affine maps of
-the raw pixels (`pixels` and the classifier's `Standardizer`), so the map is exact.
+`FeatureNet` wraps a trained classifier (e.g. experiments/digits_cnn.py, loaded by
+bigmodels.tasks.gan) whose model returns features with `features=True`. `pixel_map`
+maps images from the caller's pixel space into the classifier's input space: both
+spaces are affine maps of the raw pixels (the caller's and the classifier's
+`Standardizer`), so the map is exact. Pure math: nothing here reads files.
 """
 
 import dataclasses
-import json
-import os
 
-import ml_collections
 import numpy as np
 
 from bigmodels.errors import BadInput
@@ -69,27 +66,15 @@ class FeatureNet:
         x = images * self.scale + self.shift
         return self.model.apply({"params": self.params}, x, features=True)
 
-    @classmethod
-    def load(cls, workdir: str, pixels, key: str = "task.fid_classifier") -> "FeatureNet":
-        """`pixels`: the Standardizer that put the caller's images into their space."""
-        from bigmodels import checkpoint, models
-        from bigmodels.data import preprocess
-        from bigmodels.data.sklearn_data import PREPROCESS_FILE
-        config_path = os.path.join(workdir, "config.json")
-        stats_path = os.path.join(workdir, PREPROCESS_FILE)
-        for path in (config_path, stats_path):
-            if not os.path.isfile(path):
-                raise BadInput(f"{key}: {path} not found; train the classifier first "
-                               f"(e.g. experiments/digits_cnn.py into {workdir})")
-        with open(config_path) as f:
-            config = ml_collections.ConfigDict(json.load(f))
-        classifier = preprocess.load(stats_path)["features"]
-        for name, s in (("the classifier's", classifier), ("this run's", pixels)):
-            if s.log1p_columns or np.size(s.mean) != 1:
-                raise BadInput(f"{key}: {name} pixels need one global scale (data.standardize "
-                               f"global, unit or none), without log1p")
-        # raw = image * pixel_std + pixel_mean; input = (raw - c_mean) / c_std
-        scale = float(pixels.std[0] / classifier.std[0])
-        shift = float((pixels.mean[0] - classifier.mean[0]) / classifier.std[0])
-        return cls(models.build(config.model), checkpoint.load(workdir), scale, shift)
 
+def pixel_map(classifier, pixels, key: str = "task.fid_classifier") -> tuple[float, float]:
+    """(scale, shift) of FeatureNet: `classifier` is the Standardizer the classifier was
+    trained with, `pixels` the one that put the caller's images into their space."""
+    for name, s in (("the classifier's", classifier), ("this run's", pixels)):
+        if s.log1p_columns or np.size(s.mean) != 1:
+            raise BadInput(f"{key}: {name} pixels need one global scale (data.standardize "
+                           f"global, unit or none), without log1p")
+    # raw = image * pixel_std + pixel_mean; input = (raw - c_mean) / c_std
+    scale = float(pixels.std[0] / classifier.std[0])
+    shift = float((pixels.mean[0] - classifier.mean[0]) / classifier.std[0])
+    return scale, shift

@@ -1,10 +1,15 @@
-"""Model families, one file each. `build(config.model)` picks one by name."""
+"""Model families, one file each. `build(config.model)` picks one by name.
 
-import importlib
-
-import jax.numpy as jnp
+Each model's defaults live once, as its Linen module's dataclass fields;
+`model_config(name)` derives its `config.model` from them (models/config_factory.py), and
+each family file keeps a named factory for it (`gpt_config`, `cnn_config`, ...). The
+registry is the table below rather than decorators in the family files, so that `build`
+and `model_config` import only the one module they need.
+"""
 
 from bigmodels.errors import BadInput
+from bigmodels.models import config_factory
+from bigmodels.registry import load
 
 # model.name -> "module:Class", imported only when used.
 MODELS = {
@@ -26,20 +31,19 @@ MODELS = {
 }
 
 
-def load(spec: str):
-    """"package.module:Name" -> the object it names."""
-    module, name = spec.split(":")
-    return getattr(importlib.import_module(module), name)
+def _module(name: str):
+    if name not in MODELS:
+        raise BadInput(f"model.name: unknown model {name!r} (known: {', '.join(MODELS)})")
+    return load(MODELS[name])
+
+
+def model_config(name: str, **overrides):
+    """The `config.model` of model `name`: its module's field defaults, then `overrides`
+    (an unknown key is refused)."""
+    return config_factory.module_config(_module(name), name, **overrides)
 
 
 def build(model_config):
     """Instantiates the Linen module named by `model_config.name`."""
-    if model_config.name not in MODELS:
-        raise BadInput(f"model.name: unknown model {model_config.name!r} "
-                       f"(known: {', '.join(MODELS)})")
-    kwargs = {k: v for k, v in model_config.items() if k != "name"}
-    if "dtype" in kwargs:
-        kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
-    if kwargs.get("attention_impl", None) == "":
-        kwargs["attention_impl"] = None
-    return load(MODELS[model_config.name])(**kwargs)
+    cls = _module(model_config.name)
+    return cls(**config_factory.module_kwargs(cls, model_config))

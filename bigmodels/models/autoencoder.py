@@ -11,10 +11,10 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
+from bigmodels.models import model_config
 from bigmodels.models.mlp import MLP
 
 
@@ -66,14 +66,6 @@ class VAE(Autoencoder):
 
 
 def autoencoder_config(name: str = "autoencoder", **overrides):
-    """The `config.model` of an autoencoder (name autoencoder) or a VAE (name vae)."""
-    model = ml_collections.ConfigDict(dict(
-        name=name,
-        image_shape=(8, 8, 1),
-        latent_dim=16,
-        hidden=(256, 128),
-        activation="relu",
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+    """The `config.model` of an autoencoder (model autoencoder or vae): the module's field
+    defaults, then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

@@ -16,10 +16,10 @@ positions, 2.09 at step 200 with rotary).
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.initializers import zeros
@@ -35,7 +35,7 @@ def valid_mask(lengths_B, seq_len: int):
 
 class _BertFields(nn.Module):
     """The hyperparameters every BERT module shares."""
-    vocab_size: int
+    vocab_size: int                     # config 0 = from the tokenizer (with its specials)
     num_layers: int = 4
     num_heads: int = 4
     embed_dim: int = 128
@@ -146,24 +146,7 @@ class BertClassifier(_BertFields):
         return _flops_per_token(self, params, seq_len)
 
 
-def bert_config(**overrides):
-    """The `config.model` of a BERT; `name` is bert_mlm or bert_classifier."""
-    model = ml_collections.ConfigDict(dict(
-        name="bert_mlm",
-        vocab_size=0,              # 0 = take it from the tokenizer (with its specials)
-        num_layers=4,
-        num_heads=4,
-        embed_dim=128,
-        mlp_ratio=4,
-        context_length=128,
-        type_vocab_size=2,
-        positions="rotary",        # rotary | learned
-        dropout=0.1,
-        norm="layernorm",
-        use_bias=True,
-        attention_impl="",
-        approximate_gelu=False,
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def bert_config(name: str = "bert_mlm", **overrides):
+    """The `config.model` of a BERT (model bert_mlm or bert_classifier): the module's field
+    defaults, then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

@@ -9,11 +9,11 @@ its mesh axis (1 input channel) stays replicated.
 import math
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
 from bigmodels.errors import BadInput
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, zeros
 
@@ -24,7 +24,7 @@ def pooled_size(size: int) -> int:
 
 
 class CNN(nn.Module):
-    num_classes: int
+    num_classes: int                  # config 0 = take it from the data
     image_size: int = 8               # side of the square input (for the FLOP count)
     channels: tuple = (32, 64)
     kernel_size: int = 3
@@ -74,17 +74,7 @@ class CNN(nn.Module):
         return 3.0 * forward
 
 
-def cnn_config(**overrides):
-    """The `config.model` of the CNN classifier."""
-    model = ml_collections.ConfigDict(dict(
-        name="cnn",
-        num_classes=0,             # 0 = take it from the data
-        image_size=8,
-        channels=(32, 64),
-        kernel_size=3,
-        dense=128,
-        dropout=0.25,
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def cnn_config(name: str = "cnn", **overrides):
+    """The `config.model` of the CNN classifier: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

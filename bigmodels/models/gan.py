@@ -16,11 +16,11 @@ model state `batch_stats/generator`.
 import math
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
 from bigmodels.errors import BadInput
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, zeros
 
@@ -137,16 +137,7 @@ class GAN(nn.Module):
         return 3.0 * (3 * d_forward + 2 * g_forward)
 
 
-def gan_config(**overrides):
-    """The `config.model` of the GAN."""
-    model = ml_collections.ConfigDict(dict(
-        name="gan",
-        image_shape=(8, 8, 1),
-        latent_dim=32,
-        generator_channels=(128, 64),
-        discriminator_channels=(64, 128),
-        norm="batch",
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def gan_config(name: str = "gan", **overrides):
+    """The `config.model` of the GAN: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from bigmodels import flops
+from bigmodels.models import model_config
 
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
@@ -13,18 +14,18 @@ from bigmodels.nn.transformer import apply_blocks
 
 
 class GPT(nn.Module):
-    vocab_size: int
+    vocab_size: int                   # config 0 = take it from the tokenizer
     num_layers: int = 4
     num_heads: int = 4
     embed_dim: int = 128
     mlp_ratio: int = 4
-    context_length: int = 256
+    context_length: int = 128
     dropout: float = 0.0
     positions: str = "learned"        # learned | rotary
     norm: str = "layernorm"           # layernorm | rmsnorm
     use_bias: bool = True
     tie_embeddings: bool = True
-    attention_impl: str | None = None
+    attention_impl: str | None = None  # None (config "") = JAX picks; "cudnn" | "xla"
     approximate_gelu: bool = True     # tanh GELU; False = exact erf GELU (nanoGPT, PyTorch)
     remat: str = "none"               # none | full | dots | dots_no_batch (nn/transformer.py)
     scan_layers: bool = False         # one nn.scan over the blocks (params under "blocks")
@@ -99,27 +100,7 @@ class GPTClassifier(GPT):
                                                        self.embed_dim)
 
 
-def gpt_config(**overrides):
-    """The `config.model` of a GPT; experiment files override what they change."""
-    import ml_collections
-    model = ml_collections.ConfigDict(dict(
-        name="gpt",
-        vocab_size=0,              # 0 = take it from the tokenizer
-        num_layers=4,
-        num_heads=4,
-        embed_dim=128,
-        mlp_ratio=4,
-        context_length=128,
-        dropout=0.0,
-        positions="learned",       # learned | rotary
-        norm="layernorm",          # layernorm | rmsnorm
-        use_bias=True,
-        tie_embeddings=True,
-        attention_impl="",         # "" = JAX picks; "cudnn" | "xla"
-        approximate_gelu=True,     # tanh GELU; False = exact (erf) GELU
-        remat="none",              # none | full | dots | dots_no_batch: recompute in backward
-        scan_layers=False,         # nn.scan over the blocks: compile time independent of depth
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def gpt_config(name: str = "gpt", **overrides):
+    """The `config.model` of a GPT (model gpt or gpt_classifier): the module's field
+    defaults, then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

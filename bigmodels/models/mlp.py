@@ -8,11 +8,11 @@ head's outputs are few (classes or 1) and stay unsharded.
 import math
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
 from bigmodels.errors import BadInput
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh}
@@ -28,7 +28,7 @@ def check_activation(activation: str) -> None:
 
 
 class MLP(nn.Module):
-    num_classes: int                  # outputs: classes, or 1 (binary logit, regression)
+    num_classes: int                  # outputs: classes (config 0: from the data), or 1
     hidden: tuple = (128, 64, 32)
     activation: str = "relu"          # relu | gelu | tanh
     dropout: float = 0.0
@@ -56,15 +56,7 @@ class MLP(nn.Module):
         return 6.0 * flops.matmul_param_count(params)
 
 
-def mlp_config(**overrides):
-    """The `config.model` of an MLP."""
-    model = ml_collections.ConfigDict(dict(
-        name="mlp",
-        num_classes=0,             # 0 = take it from the data; 1 for binary or regression
-        hidden=(128, 64, 32),
-        activation="relu",         # relu | gelu | tanh
-        dropout=0.0,
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def mlp_config(name: str = "mlp", **overrides):
+    """The `config.model` of an MLP: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

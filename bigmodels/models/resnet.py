@@ -20,11 +20,11 @@ on 8 devices computes what a run on 1 does (tests/test_resnet_vit.py checks this
 import math
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
 from bigmodels.errors import BadInput
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, ones, zeros
 
@@ -32,7 +32,7 @@ CONV_AXES = (None, None, "embed", "mlp")     # kh, kw, in, out: channels like a 
 
 
 class ResNet(nn.Module):
-    num_classes: int
+    num_classes: int                  # config 0 = take it from the data
     image_size: int = 8               # side of the square input (for the FLOP count)
     stem: int = 32                    # channels of the stem conv
     stages: tuple = (32, 64)          # channels per stage
@@ -103,17 +103,7 @@ class ResNet(nn.Module):
         return 3.0 * forward
 
 
-def resnet_config(**overrides):
-    """The `config.model` of the ResNet classifier."""
-    model = ml_collections.ConfigDict(dict(
-        name="resnet",
-        num_classes=0,             # 0 = take it from the data
-        image_size=8,
-        stem=32,
-        stages=(32, 64),
-        blocks=2,
-        bn_momentum=0.9,
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def resnet_config(name: str = "resnet", **overrides):
+    """The `config.model` of the ResNet classifier: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

@@ -7,17 +7,17 @@ once, then each new token advances the carries by one step.
 """
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.recurrent import RecurrentStack
 
 
 class RNNLM(nn.Module):
-    vocab_size: int
+    vocab_size: int                 # config 0 = take it from the tokenizer
     embed_dim: int = 256
     hidden_dim: int = 512
     num_layers: int = 1
@@ -61,8 +61,8 @@ class RNNLM(nn.Module):
 
 class RNNClassifier(nn.Module):
     """Embedding -> (bi)LSTM/GRU stack -> mean over the valid positions -> class logits."""
-    vocab_size: int
-    num_classes: int
+    vocab_size: int                 # config 0 = take it from the tokenizer
+    num_classes: int                # config 0 = take it from the data
     embed_dim: int = 128
     hidden_dim: int = 256
     num_layers: int = 1
@@ -92,37 +92,14 @@ class RNNClassifier(nn.Module):
         return 6.0 * flops.matmul_param_count(params, lookup_only=("token_embed",))
 
 
-def rnn_classifier_config(**overrides):
-    """The `config.model` of a recurrent sequence classifier."""
-    model = ml_collections.ConfigDict(dict(
-        name="rnn_classifier",
-        vocab_size=0,              # 0 = take it from the tokenizer
-        num_classes=0,             # 0 = take it from the data
-        embed_dim=128,
-        hidden_dim=256,
-        num_layers=1,
-        cell="lstm",               # lstm | gru
-        bidirectional=True,
-        dropout=0.0,
-        context_length=128,        # the longest passage (data.seq_len defaults to it)
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def rnn_classifier_config(name: str = "rnn_classifier", **overrides):
+    """The `config.model` of a recurrent sequence classifier: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)
 
 
-def rnn_config(**overrides):
-    """The `config.model` of a recurrent LM; experiment files override what they change."""
-    model = ml_collections.ConfigDict(dict(
-        name="rnn",
-        vocab_size=0,              # 0 = take it from the tokenizer
-        embed_dim=256,
-        hidden_dim=512,
-        num_layers=1,
-        cell="lstm",               # lstm | gru
-        dropout=0.0,
-        context_length=128,        # training window (truncated backpropagation through time)
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+
+def rnn_config(name: str = "rnn", **overrides):
+    """The `config.model` of a recurrent LM: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

@@ -15,10 +15,10 @@ length, so the logits of valid frames do not depend on the padding
 import math
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import normal, zeros
 from bigmodels.nn.norms import make_norm
@@ -41,7 +41,7 @@ def _mask(x_BxTxD, lengths_B):
 
 
 class SpeechCTC(nn.Module):
-    vocab_size: int
+    vocab_size: int                 # config 0 = from the tokenizer (characters + blank)
     conv_strides: tuple = (2, 1)    # one conv layer per entry; frames shrink by the product
     conv_dim: int = 128
     encoder: str = "lstm"           # lstm (bidirectional) | transformer
@@ -101,20 +101,7 @@ class SpeechCTC(nn.Module):
         return total
 
 
-def speech_config(**overrides):
-    """The `config.model` of the CTC speech recogniser."""
-    model = ml_collections.ConfigDict(dict(
-        name="speech_ctc",
-        vocab_size=0,              # 0 = take it from the tokenizer (characters + blank)
-        conv_strides=(2, 1),       # one conv per entry, its stride in time (2: half the frames)
-        conv_dim=128,
-        encoder="lstm",            # lstm (bidirectional) | transformer
-        hidden_dim=128,
-        num_layers=2,
-        num_heads=4,
-        mlp_dim=512,
-        dropout=0.0,
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def speech_config(name: str = "speech_ctc", **overrides):
+    """The `config.model` of the CTC speech recogniser: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

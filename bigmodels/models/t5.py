@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from bigmodels import flops
-from bigmodels.models.gpt import gpt_config
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.norms import make_norm
@@ -56,7 +56,7 @@ class T5Stack(nn.Module):
 
 
 class T5(nn.Module):
-    vocab_size: int
+    vocab_size: int                   # config 0 = take it from the tokenizer
     num_layers: int = 2               # encoder blocks
     num_decoder_layers: int = 0       # 0 = num_layers
     num_heads: int = 4
@@ -133,10 +133,7 @@ class T5(nn.Module):
         return 6.0 * (enc * source_len + (dec + head) * target_len) + attention
 
 
-def t5_config(**overrides):
-    """The `config.model` of a T5: a GPT's keys plus the decoder depth."""
-    model = gpt_config(name="t5", num_layers=2)
-    del model["remat"], model["scan_layers"]     # GPT-only options (not in T5's stacks)
-    model.num_decoder_layers = 0       # 0 = num_layers
-    model.update(overrides)
-    return model
+def t5_config(name: str = "t5", **overrides):
+    """The `config.model` of a T5: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

@@ -9,11 +9,11 @@
 import math
 
 import jax.numpy as jnp
-import ml_collections
 from flax import linen as nn
 
 from bigmodels import flops
 from bigmodels.errors import BadInput
+from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.initializers import logical, normal
 from bigmodels.nn.norms import make_norm
@@ -28,7 +28,7 @@ def patchify(images_BxHxWxC, p: int):
 
 
 class ViT(nn.Module):
-    num_classes: int
+    num_classes: int                  # config 0 = take it from the data
     image_size: int = 8
     patch_size: int = 2
     embed_dim: int = 64
@@ -92,21 +92,7 @@ class ViT(nn.Module):
                 + 6.0 * (t - 1) * count("patch_embed") + 6.0 * count("head"))
 
 
-def vit_config(**overrides):
-    """The `config.model` of the ViT classifier."""
-    model = ml_collections.ConfigDict(dict(
-        name="vit",
-        num_classes=0,             # 0 = take it from the data
-        image_size=8,
-        patch_size=2,
-        embed_dim=64,
-        num_layers=4,
-        num_heads=4,
-        mlp_dim=128,
-        dropout=0.0,
-        remat="none",              # none | full | dots | dots_no_batch: recompute in backward
-        scan_layers=False,         # nn.scan over the blocks
-        dtype="float32",
-    ))
-    model.update(overrides)
-    return model
+def vit_config(name: str = "vit", **overrides):
+    """The `config.model` of the ViT classifier: the module's field defaults,
+    then `overrides` (bigmodels/models/config_factory.py)."""
+    return model_config(name, **overrides)

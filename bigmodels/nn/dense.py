@@ -7,6 +7,10 @@ produces it (e.g. the GELU or its backward), which then runs as a strided,
 unvectorised loop: in the nanoGPT-sized GPT that was about a fifth of the step. The
 backward below transposes whichever of x and g is smaller, and so does the same
 arithmetic as autodiff in fewer, cheaper kernels (tests/test_dense.py checks equality).
+
+It was measured on XLA:CPU only, so it applies only there: `contract` picks it when the
+default backend is the CPU at trace time, and elsewhere (GPU, TPU) traces a plain
+tensordot left to autodiff, as flax's own Dense does (`contraction`).
 """
 
 import functools
@@ -19,14 +23,19 @@ from flax import linen as nn
 from bigmodels.nn.initializers import normal, zeros
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def contract(x, w, n_in: int):
+def tensordot(x, w, n_in: int):
     """Contracts the last `n_in` axes of x with the first `n_in` axes of w."""
     return jnp.tensordot(x, w, axes=n_in)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def cpu_contract(x, w, n_in: int):
+    """`tensordot` with the backward pass below (tuned for XLA:CPU)."""
+    return tensordot(x, w, n_in)
+
+
 def _contract_fwd(x, w, n_in):
-    return contract(x, w, n_in), (x, w)
+    return cpu_contract(x, w, n_in), (x, w)
 
 
 def _contract_bwd(n_in, residuals, g):
@@ -45,7 +54,19 @@ def _contract_bwd(n_in, residuals, g):
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
-contract.defvjp(_contract_fwd, _contract_bwd)
+cpu_contract.defvjp(_contract_fwd, _contract_bwd)
+
+
+def contraction(backend: str | None = None):
+    """The contraction for `backend` (default: JAX's default backend): `cpu_contract` on
+    the CPU, a plain `tensordot` elsewhere."""
+    backend = jax.default_backend() if backend is None else backend
+    return cpu_contract if backend == "cpu" else tensordot
+
+
+def contract(x, w, n_in: int):
+    """`tensordot`, with the CPU-tuned backward when traced for the CPU."""
+    return contraction()(x, w, n_in)
 
 
 class Dense(nn.Module):

@@ -1,25 +1,12 @@
-"""Training regimes. A Task turns (model, batch) into a loss and metrics.
-
-Every task implements the same small interface, which is all the trainer knows:
-
-    init(rng, batch)                                -> variables {"params": ..., <state>: ...}
-    loss(params, model_state, batch, rng, train)    -> (loss, (metrics, new_model_state))
-    eval_sums(params, model_state, batch)           -> {metric: (sum, weight)}
-    train_flops_per_example(params)                 -> FLOPs of one example, fwd + bwd
-    tokens_per_example                              -> for perf/tokens_per_s
-
-and may add `finalize_eval(sums) -> {metric: value}` for metrics that are not ratios of
-sums (macro-F1 from a confusion matrix), `eval_images(params, model_state, batch)` for
-image grids written at each eval, and `update_groups`: top-level modules updated one
-after another within a step, each by `loss(..., group=name)` (a GAN).
-"""
+"""Tasks: each turns (model, batch) into a loss and metrics. `Task` (tasks/base.py)
+is the protocol, with the optional capabilities declared; `build` picks one by name."""
 
 from bigmodels.errors import BadInput
-from bigmodels.models import load
+from bigmodels.registry import load
+from bigmodels.tasks.base import Task
 
-# config.task -> "module:Class". A Class with a `from_config(config, model, data)`
-# classmethod reads its own options (and may use the built data, e.g. its fitted
-# statistics); the others are built as Class(model, seq_len=data.seq_len).
+# config.task -> "module:Class", imported only when used; each Class is built by its
+# `from_config(config, model, data)` (Task's default: Class(model, seq_len=...)).
 TASKS = {
     "autoencode": "bigmodels.tasks.autoencode:Autoencode",
     "vae": "bigmodels.tasks.autoencode:VariationalAutoencode",
@@ -37,7 +24,7 @@ TASKS = {
 def build(config, model, data=None):
     if config.task not in TASKS:
         raise BadInput(f"task: unknown task {config.task!r} (known: {', '.join(TASKS)})")
-    cls = load(TASKS[config.task])
-    if hasattr(cls, "from_config"):
-        return cls.from_config(config, model, data)
-    return cls(model, seq_len=config.data.get("seq_len", 0))
+    return load(TASKS[config.task]).from_config(config, model, data)
+
+
+__all__ = ["TASKS", "Task", "build"]

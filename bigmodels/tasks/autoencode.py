@@ -17,6 +17,7 @@ import optax
 from flax import linen as nn
 
 from bigmodels.tasks.classify import example_weights
+from bigmodels.tasks.base import Task
 
 EVAL_KEY = 0
 NUM_IMAGES = 16
@@ -38,11 +39,11 @@ def _weighted_sums(values: dict, w) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Autoencode:
+class Autoencode(Task):
     model: nn.Module
     seq_len: int = 0
 
-    tokens_per_example = 1      # perf/tokens_per_s is images per second
+    image_outputs = ("reconstructions",)
 
     def init(self, rng, batch):
         return self.model.init({"params": rng, "latent": rng}, batch["image"])
@@ -74,6 +75,8 @@ class Autoencode:
 
 @dataclasses.dataclass(frozen=True)
 class VariationalAutoencode(Autoencode):
+
+    image_outputs = ("reconstructions", "samples")
 
     def _terms(self, params, batch, rng):
         logits, mean, logvar = self.model.apply({"params": params}, batch["image"],

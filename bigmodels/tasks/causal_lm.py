@@ -5,6 +5,7 @@ import dataclasses
 import jax.numpy as jnp
 import optax
 from flax import linen as nn
+from bigmodels.tasks.base import Task
 
 
 def split_window(tokens_BxT1):
@@ -12,7 +13,7 @@ def split_window(tokens_BxT1):
 
 
 @dataclasses.dataclass(frozen=True)
-class CausalLM:
+class CausalLM(Task):
     model: nn.Module
     seq_len: int = 0          # training sequence length; 0 = the model's context
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import linen as nn
+from bigmodels.tasks.base import Task
 
 
 def model_inputs(batch) -> tuple:
@@ -61,15 +62,14 @@ def macro_f1(confusion: np.ndarray) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class Classify:
+class Classify(Task):
     model: nn.Module
     seq_len: int = 0          # passage length; 0 = the model's context
 
     @property
     def tokens_per_example(self) -> int:
-        """Tokens of a passage; 1 for an image or feature row (perf/tokens_per_s is
-        then examples per second)."""
-        return self.seq_len or getattr(self.model, "context_length", 1)
+        """Tokens of a passage; 0 for an image or a feature row."""
+        return self.seq_len or getattr(self.model, "context_length", 0)
 
     def init(self, rng, batch):
         return self.model.init({"params": rng}, *model_inputs(batch))
@@ -104,5 +104,5 @@ class Classify:
         return out
 
     def train_flops_per_example(self, params) -> float:
-        t = self.tokens_per_example
+        t = max(self.tokens_per_example, 1)
         return t * self.model.train_flops_per_token(params, t)

@@ -7,7 +7,8 @@ CER and WER as total edit distance / total reference characters (words), summed 
 every eval utterance rather than averaged per batch.
 
 Ids follow `bigmodels.data.speech`: the blank is the last id of the vocabulary (the
-tokenizer's "<blank>" special) and words are split on the space, id 0.
+tokenizer's "<blank>" special) and words are split on the space, id 0
+(`names.SPEECH_SPACE_ID`).
 """
 
 import dataclasses
@@ -16,8 +17,9 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from bigmodels.data.speech import SPACE_ID
 from bigmodels.metrics.edit_distance import token_errors, word_errors
+from bigmodels.names import SPEECH_SPACE_ID as SPACE_ID
+from bigmodels.tasks.base import Task
 
 
 def greedy_decode(logits_BxTxV, lengths_B, blank_id: int):
@@ -39,7 +41,7 @@ def paddings(lengths_B, size: int):
 
 
 @dataclasses.dataclass(frozen=True)
-class CTC:
+class CTC(Task):
     model: nn.Module
     max_frames: int = 0                # input frames per example (for FLOPs and tokens/s)
 

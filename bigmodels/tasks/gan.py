@@ -1,6 +1,6 @@
 """Adversarial training (a GAN), with alternating updates of two parameter groups.
 
-Each train step makes two updates in turn (`update_groups`; train/step.py): first the
+Each train step makes two updates in turn (`update_groups`; regimes/alternating.py): first the
 discriminator on real images and a fresh batch of fakes, then the generator against
 the updated discriminator. Both use the non-saturating losses of Goodfellow et al.
 (2014), written with softplus so that they are stable for any logit:
@@ -22,6 +22,8 @@ writes `images/samples_<step>.png` from a fixed batch of noise.
 """
 
 import dataclasses
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -29,10 +31,32 @@ from flax import linen as nn
 
 from bigmodels.errors import BadInput
 from bigmodels.metrics import frechet
+from bigmodels.names import CONFIG_FILE, PREPROCESS_FILE
 from bigmodels.tasks.classify import example_weights
+from bigmodels.tasks.base import Task
 
 EVAL_KEY = 0
 NUM_SAMPLES = 64
+
+
+def load_feature_net(workdir: str, pixels, key: str = "fid_classifier"):
+    """The feature function (frechet.FeatureNet) of the classifier run in `workdir`: its
+    config, pixel statistics and params. `pixels`: the Standardizer that put the
+    caller's images into their space."""
+    import ml_collections
+    from bigmodels import checkpoint, models
+    from bigmodels.data import preprocess
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    stats_path = os.path.join(workdir, PREPROCESS_FILE)
+    for path in (config_path, stats_path):
+        if not os.path.isfile(path):
+            raise BadInput(f"{key}: {path} not found; train the classifier first "
+                           f"(e.g. experiments/digits_cnn.py into {workdir})")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    classifier = preprocess.load(stats_path)["features"]
+    scale, shift = frechet.pixel_map(classifier, pixels, key)
+    return frechet.FeatureNet(models.build(config.model), checkpoint.load(workdir), scale, shift)
 
 
 def _mean(values, w):
@@ -40,11 +64,11 @@ def _mean(values, w):
 
 
 @dataclasses.dataclass(frozen=True)
-class GAN:
+class GAN(Task):
     model: nn.Module
     features: frechet.FeatureNet | None = None
     update_groups: tuple = ("discriminator", "generator")     # updated in this order
-    tokens_per_example = 1          # perf/tokens_per_s is real images per second
+    image_outputs = ("samples",)
 
     @classmethod
     def from_config(cls, config, model, data=None):
@@ -54,9 +78,8 @@ class GAN:
         stats = getattr(data, "stats", {})
         if "features" not in stats:
             raise BadInput("fid_classifier: needs image data with saved pixel statistics "
-                           "(data.kind=sklearn)")
-        return cls(model, frechet.FeatureNet.load(path, stats["features"],
-                                                  key="fid_classifier"))
+                           "(data.kind=toy_datasets)")
+        return cls(model, load_feature_net(path, stats["features"], key="fid_classifier"))
 
     def init(self, rng, batch):
         z = jnp.zeros((1, self.model.latent_dim), jnp.float32)

@@ -6,10 +6,11 @@ import dataclasses
 import jax.numpy as jnp
 import optax
 from flax import linen as nn
+from bigmodels.tasks.base import Task
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskedLM:
+class MaskedLM(Task):
     model: nn.Module
     seq_len: int = 0          # row length; 0 = the model's context
 

@@ -7,12 +7,12 @@ from flax import linen as nn
 
 from bigmodels.errors import BadInput
 from bigmodels.tasks.classify import apply_model, model_inputs
+from bigmodels.tasks.base import Task
 
 
 @dataclasses.dataclass(frozen=True)
-class ScalarOutput:
+class ScalarOutput(Task):
     model: nn.Module
-    tokens_per_example: int = 1
 
     name = ""          # the config.task name, for error messages
 

@@ -18,14 +18,14 @@ from flax import linen as nn
 from bigmodels import decoding
 from bigmodels.errors import BadInput
 from bigmodels.metrics import bleu
-
-# Seq2seq tokenizers put these specials, in this order, after the base vocabulary
-# (tokenizers.build(..., specials=SPECIALS)), so their ids follow from vocab_size alone.
-SPECIALS = ("<pad>", "<bos>", "<eos>")
+from bigmodels.names import SEQ2SEQ_SPECIALS as SPECIALS
+from bigmodels.tasks.base import Task
 
 
 def special_ids(vocab_size: int) -> tuple[int, int, int]:
-    """(pad, bos, eos) ids of a vocabulary that ends with SPECIALS."""
+    """(pad, bos, eos) ids of a vocabulary that ends with SPECIALS: seq2seq tokenizers put
+    them, in this order, after the base vocabulary (tokenizers.build(..., specials=SPECIALS)),
+    so their ids follow from vocab_size alone."""
     first = vocab_size - len(SPECIALS)
     return first, first + 1, first + 2
 
@@ -46,7 +46,7 @@ def content_lengths(tokens_BxT, eos_id: int):
 
 
 @dataclasses.dataclass(frozen=True)
-class Seq2Seq:
+class Seq2Seq(Task):
     model: nn.Module
     source_len: int
     target_len: int

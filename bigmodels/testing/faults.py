@@ -16,7 +16,7 @@ import numpy as np
 
 from bigmodels import checkpoint
 from bigmodels.checkpoint import tree
-from bigmodels.logging import METRICS_FILE
+from bigmodels.names import METRICS_FILE
 
 
 class TrainProcess:

@@ -1,26 +1,34 @@
-"""The training loop: the only place with side effects (I/O, logging, checkpoints)."""
+"""The training loop: the only place with side effects (I/O, logging, checkpoints).
+
+`run` builds a run (train/setup.py) and hands it to a `Trainer`, whose methods each do
+one thing: restore or init, step, log, eval, checkpoint, preemption. A plain step (no
+log, eval or checkpoint) does no device-to-host transfer and no cross-process
+collective: its batch was placed on the devices ahead of time by a background thread,
+and its metrics stay on device until the next log step.
+"""
 
 import dataclasses
 import os
 import sys
-import time
 
 import jax
-import numpy as np
 import tqdm
 
-from bigmodels import checkpoint, flops, sharding
-from bigmodels.errors import RunFailed
+from bigmodels import checkpoint, names, sharding
 from bigmodels.logging import MetricsLogger
-from bigmodels.train import state as state_lib
 from bigmodels.preemption import Preempted, SigtermWatch
-from bigmodels.train import setup
-from bigmodels.train.step import LAYER_NORM_PREFIX, make_eval_step
+from bigmodels.regimes import RunContext
+from bigmodels.train import setup, state as state_lib
+from bigmodels.train.evaluation import evaluate
+from bigmodels.train.prefetch import Prefetcher
+from bigmodels.train.step import make_eval_step
+from bigmodels.train.train_metrics import NonFiniteLoss, TrainMetrics
 from bigmodels.train.validate import check_config, check_workdir
 
-CONFIG_FILE = "config.json"
 EVAL_PENDING = "eval_pending"     # checkpoint metadata: the step's eval still has to run
 METRICS_WINDOW = "metrics_window"   # checkpoint metadata: train metrics not yet logged
+
+__all__ = ["NonFiniteLoss", "RunResult", "Trainer", "run"]
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -39,75 +47,170 @@ class RunResult:
     data: object
 
 
-class NonFiniteLoss(RunFailed):
-    """nan_policy=stop and a step produced a NaN or Inf loss or gradient norm."""
+class Trainer:
+    """One run's loop over a built `Setup`, in the parts that make it up."""
 
+    def __init__(self, built: setup.Setup, workdir: str, sigterm: SigtermWatch):
+        self.built, self.workdir, self.sigterm = built, workdir, sigterm
+        self.config, self.mesh, self.data, self.task = (built.config, built.mesh,
+                                                        built.data, built.task)
+        self.primary = jax.process_index() == 0
+        if self.config.init_from and checkpoint.latest_step(workdir) is None:
+            # Every init_from mismatch is found now, before the workdir is created.
+            checkpoint.plan_init(self.config.init_from, built.abstract.params,
+                                 self.config.init_from_skip, self.config.init_from_rename)
+        self.ckpt = checkpoint.Checkpointer(workdir, keep=self.config.keep_checkpoints)
+        self.state = None
+        self.eval_metrics = {}
+        self.saved = None            # the newest step with a checkpoint (or one in flight)
 
-class StepClock:
-    """Wall time per train step, over the steps finished since the last restart."""
+    def place(self, local_batch):
+        """Host-local numpy batch -> global arrays sharded over the batch axes."""
+        return sharding.global_batch(local_batch, self.mesh)
 
-    def __init__(self):
-        self.start, self.steps = None, 0
+    # --- restore or init -------------------------------------------------------------
 
-    def restart(self):
-        self.start, self.steps = time.perf_counter(), 0
+    def restore_or_init(self) -> tuple[int, dict]:
+        """(start step, checkpoint metadata); sets the state and the data position.
+        Restoring only reads (a corrupt step is moved aside, never deleted), so a
+        checkpoint that does not fit the config is refused before anything is written."""
+        built, config = self.built, self.config
+        self.train_iter = iter(self.data.train.to_iter_dataset())
+        start, state, metadata = self.ckpt.restore_latest(
+            checkpoint.abstract_with_shardings(built.abstract, built.shardings),
+            self.train_iter)
+        if start is None:
+            start, state = 0, self._initial_state()
+        else:
+            ignored = " (init_from is ignored when resuming)" if config.init_from else ""
+            print(f"resumed from step {start} in {self.workdir}{ignored}", flush=True)
+        self.state, self.saved = state, start
+        self.sigterm.saved_step = start or None
+        return start, metadata
 
-    def tick(self):
-        self.steps += 1
+    def _initial_state(self):
+        """A fresh state, with params from `config.init_from` if it names a checkpoint."""
+        built, config = self.built, self.config
+        state = state_lib.init_state(built.task, built.tx, built.rng, built.example,
+                                     built.shardings, built.regimes)
+        if not config.init_from:
+            return state
+        params, fresh = checkpoint.init_params(config.init_from, state.params,
+                                               built.shardings.params, config.init_from_skip,
+                                               config.init_from_rename)
+        kept = f"; freshly initialised: {', '.join(fresh)}" if fresh else ""
+        print(f"initialised params from {config.init_from}{kept}", flush=True)
+        return state.replace(params=params)
 
-    def seconds_per_step(self) -> float | None:
-        if self.start is None or self.steps == 0:
-            return None
-        return (time.perf_counter() - self.start) / self.steps
+    def write_run_files(self) -> None:
+        if self.primary:
+            _write_atomically(os.path.join(self.workdir, names.CONFIG_FILE),
+                              self.config.to_json(indent=2))
+            self.data.save(self.workdir)
 
+    # --- eval ------------------------------------------------------------------------
 
-def evaluate(eval_step, state, eval_batches, mesh, interrupted=lambda: False,
-             finalize=None) -> dict | None:
-    """Eval metrics over `eval_batches` (sum / weight, or `finalize(sums)` if the task
-    has one); None if `interrupted()` turns true."""
-    sums = {}
-    for local in eval_batches:
-        if interrupted():
-            return None
-        out = jax.device_get(eval_step(state, sharding.global_batch(local, mesh)))
-        for name, (total, weight) in out.items():
-            s, w = sums.get(name, (0.0, 0.0))
-            sums[name] = (s + np.asarray(total, np.float64), w + float(weight))
-    if finalize is not None:
-        return {f"eval/{k}": float(v) for k, v in finalize(sums).items()}
-    return {f"eval/{k}": float(s / max(w, 1e-12)) for k, (s, w) in sums.items()}
+    def compile_eval(self) -> None:
+        built = self.built
+        self.eval_step = built.jit(make_eval_step(self.task),
+                                   out_shardings=sharding.replicated(self.mesh))
+        self.run_context = RunContext(
+            workdir=self.workdir, is_primary=self.primary, task=self.task,
+            jit=lambda fn: built.jit(fn, out_shardings=sharding.replicated(self.mesh)),
+            eval_batch=lambda: self.place(self.data.eval[0]))
 
+    def evaluate(self, step: int) -> bool:
+        """Evaluates and logs `step`, then runs the regimes' after-eval hooks (sample
+        images); False if a SIGTERM cut the eval short."""
+        metrics = evaluate(self.eval_step, self.state, self.data.eval, self.place,
+                           self.task.finalize_eval,
+                           interrupted=lambda i: self.sigterm.poll(i))
+        if metrics is None:
+            return False
+        self.eval_metrics = metrics
+        self.logger.write(step, metrics)
+        for regime in self.built.regimes:
+            regime.after_eval(self.run_context, step, self.state)
+        return True
 
-def write_eval_images(workdir: str, step: int, images: dict) -> None:
-    """`images/<name>_<step>.png` for each {name: N x H x W x C array in [0, 1]}."""
-    from bigmodels import images as images_lib
-    directory = os.path.join(workdir, "images")
-    os.makedirs(directory, exist_ok=True)
-    for name, batch in images.items():
-        path = os.path.join(directory, f"{name}_{step:06d}.png")
-        with open(path + ".tmp", "wb") as f:
-            f.write(images_lib.png_bytes(images_lib.grid(np.asarray(batch))))
-        os.replace(path + ".tmp", path)
+    # --- checkpoint and preemption ---------------------------------------------------
 
+    def save(self, step: int, eval_pending: bool = False) -> None:
+        """Starts an async save of `step` with the data position of its last batch."""
+        self.ckpt.save(step, self.state, self.inputs.position(),
+                       metadata={EVAL_PENDING: eval_pending,
+                                 METRICS_WINDOW: list(self.metrics.window)})
+        self.saved = step
 
-def _non_finite_message(step: int, metrics: dict, layer_norms: dict) -> str:
-    layers = ", ".join(f"{k[len(LAYER_NORM_PREFIX):]}={float(v):.4g}"
-                       for k, v in sorted(layer_norms.items()))
-    return (f"non-finite loss or gradient at step {step} (loss={float(metrics['loss']):.4g}, "
-            f"grad_norm={float(metrics['grad_norm']):.4g}); the update was not applied; "
-            f"per-layer grad norms: {layers}")
+    def preempt(self, step: int, eval_pending: bool = False):
+        """Saves `step` synchronously (unless it already is) and stops the run."""
+        if self.saved != step:
+            self.save(step, eval_pending)
+        self.ckpt.wait()
+        raise Preempted(step, self.workdir)
 
+    # --- the loop --------------------------------------------------------------------
 
-def _initial_state(config, task, tx, rng, example, shardings):
-    """A fresh state, with params from `config.init_from` if it names a checkpoint."""
-    state = state_lib.init_state(task, tx, rng, example, shardings)
-    if not config.init_from:
-        return state
-    params, fresh = checkpoint.init_params(config.init_from, state.params, shardings.params,
-                                           config.init_from_skip, config.init_from_rename)
-    kept = f"; freshly initialised: {', '.join(fresh)}" if fresh else ""
-    print(f"initialised params from {config.init_from}{kept}", flush=True)
-    return state.replace(params=params)
+    def train(self, start: int, metadata: dict) -> None:
+        built, config = self.built, self.config
+        self.logger = MetricsLogger(self.workdir, enabled=self.primary)
+        # Lines after the restored step (or all, from scratch) are redone.
+        self.logger.drop_after(start)
+        train_step = built.jit_train_step()
+        self.compile_eval()
+        self.metrics = TrainMetrics(
+            config, self.logger,
+            flops_per_step=self.task.train_flops_per_example(built.abstract.params)
+            * config.batch_size,
+            tokens_per_step=self.task.tokens_per_example * config.batch_size,
+            window=metadata.get(METRICS_WINDOW, []))
+        self.inputs = Prefetcher(self.train_iter, self.place, config.data.prefetch)
+        bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
+                        disable=not sys.stdout.isatty(), dynamic_ncols=True)
+        try:
+            if metadata.get(EVAL_PENDING) and not self.evaluate(start):
+                self.preempt(start, eval_pending=True)   # SIGTERM cut it short again
+            for step in range(start + 1, config.total_steps + 1):
+                self.state, step_metrics = train_step(self.state, next(self.inputs))
+                self.metrics.record(step, step_metrics)
+                bar.update(1)
+                self._after_step(step, first=step == start + 1)
+        except BaseException:
+            self.ckpt.close(quiet=True)      # finish a save in flight; keep the first error
+            raise
+        else:
+            self.ckpt.close()
+        finally:
+            self.inputs.close()
+            bar.close()
+            self.logger.close()
+
+    def _after_step(self, step: int, first: bool) -> None:
+        """Logs, evals, saves and checks for SIGTERM as `step` asks; nothing on a
+        plain step."""
+        config = self.config
+        last = step == config.total_steps
+        is_log = step % config.log_every == 0 or last
+        is_eval = step % config.eval_every == 0 or last
+        is_ckpt = step % config.ckpt_every == 0 or last
+        stop = self.sigterm.poll(step, force=is_ckpt)
+        if first or is_log or is_eval or is_ckpt or stop:
+            # Fetched before anything is saved: under nan_policy=stop a non-finite
+            # step raises here, so it never reaches a checkpoint.
+            if is_log:
+                self.metrics.log(step)
+            else:
+                self.metrics.fetch()
+        self.sigterm.deferred = True         # a step finished: a SIGTERM now saves it
+        if stop:
+            self.preempt(step, eval_pending=is_eval)
+        if is_eval and not self.evaluate(step):
+            self.preempt(step, eval_pending=True)
+        if is_ckpt:
+            self.save(step)
+        self.ckpt.poll()                     # a failed background save stops the run here
+        if first or is_eval or is_ckpt:
+            self.metrics.clock.restart()     # compilation, eval and saving are not step time
 
 
 def run(config, workdir: str, devices=None) -> RunResult:
@@ -120,168 +223,23 @@ def run(config, workdir: str, devices=None) -> RunResult:
     jax.config.update("jax_threefry_partitionable", True)   # same init on any mesh
     check_config(config)
     check_workdir(workdir)
-    with SigtermWatch(workdir) as sigterm:
-        return _run(config, workdir, devices, sigterm)
-
-
-def _run(config, workdir, devices, sigterm) -> RunResult:
-    built = setup.build(config, workdir, devices)
-    config, mesh, data, task = built.config, built.mesh, built.data, built.task
-    tx, example = built.tx, built.example
-    abstract, shardings, rng = built.abstract, built.shardings, built.rng
-    if jax.process_index() == 0:
-        axes = " ".join(f"{name}={size}" for name, size in mesh.shape.items())
-        print(f"mesh {axes} over {mesh.size} {mesh.devices.flat[0].platform} devices",
-              flush=True)
-    if config.sample_at_end:
-        data.tokenizer.encode(config.sample_at_end)   # an unencodable prompt fails now, not after training
-
-    # Restoring only reads (a corrupt step is moved aside, never deleted), so a
-    # checkpoint that does not fit the config is refused before anything is written.
-    if config.init_from and checkpoint.latest_step(workdir) is None:
-        # Every init_from mismatch is found now, before the workdir is created.
-        checkpoint.plan_init(config.init_from, abstract.params, config.init_from_skip,
-                             config.init_from_rename)
-    ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
-    train_iter = iter(data.train.to_iter_dataset())
-    start, state, saved_metadata = ckpt.restore_latest(
-        checkpoint.abstract_with_shardings(abstract, shardings), train_iter)
-    if start is None:
-        start = 0
-        state = _initial_state(config, task, tx, rng, example, shardings)
-    else:
-        ignored = " (init_from is ignored when resuming)" if config.init_from else ""
-        print(f"resumed from step {start} in {workdir}{ignored}", flush=True)
-    sigterm.saved_step = start or None
-
-    primary = jax.process_index() == 0
-    if primary:
-        _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
-        data.save(workdir)
-    logger = MetricsLogger(workdir, enabled=primary)
-    logger.drop_after(start)     # lines after the restored step (or all, from scratch) are redone
-
-    train_step = built.jit_train_step()
-    eval_step = built.jit(make_eval_step(task), out_shardings=sharding.replicated(mesh))
-
-    finalize = getattr(task, "finalize_eval", None)
-    images_step = None
-    if hasattr(task, "eval_images"):     # generative tasks: sample grids at each eval
-        images_step = built.jit(
-            lambda state, batch: task.eval_images(state.params, state.model_state, batch),
-            out_shardings=sharding.replicated(mesh))
-
-    def log_eval(step, metrics):
-        logger.write(step, metrics)
-        if images_step is not None:
-            images = jax.device_get(images_step(state, sharding.global_batch(data.eval[0],
-                                                                             mesh)))
-            if primary:
-                write_eval_images(workdir, step, images)
-    flops_per_step = task.train_flops_per_example(abstract.params) * config.batch_size
-    tokens_per_step = task.tokens_per_example * config.batch_size
-    eval_metrics = {}
-    pending = None               # (step, metrics on device): fetched after the next dispatch
-    # Finite train metrics since the last log line; saved with each checkpoint so that
-    # a resumed run logs the same means as an uninterrupted one.
-    window = list(saved_metadata.get(METRICS_WINDOW, []))
-    skipped_in_a_row = 0
-    clock = StepClock()
-    saved = start                # the newest step with a checkpoint (or in flight)
-
-    def finish_step(step, device_metrics):
-        nonlocal skipped_in_a_row
-        # Per-layer norms are only fetched when needed: every transfer costs host time.
-        host = jax.device_get({k: v for k, v in device_metrics.items()
-                               if not k.startswith(LAYER_NORM_PREFIX)})
-        if not host.pop("finite"):
-            layer_norms = jax.device_get({k: v for k, v in device_metrics.items()
-                                          if k.startswith(LAYER_NORM_PREFIX)})
-            message = _non_finite_message(step, host, layer_norms)
-            logger.write(step, {"train/nonfinite": 1.0})
-            skipped_in_a_row += 1
-            if config.nan_policy == "stop":
-                raise NonFiniteLoss(message + "; stopping (nan_policy=stop)")
-            if skipped_in_a_row > config.nan_skip_limit:
-                raise NonFiniteLoss(f"{message}; {skipped_in_a_row} steps in a row were "
-                                    f"non-finite (nan_skip_limit={config.nan_skip_limit})")
-            print(f"warning: {message}; going on (nan_policy=skip)", file=sys.stderr,
-                  flush=True)
-        else:
-            skipped_in_a_row = 0
-            window.append({f"train/{k}": float(v) for k, v in host.items()})
-        clock.tick()
-        if (step % config.log_every == 0 or step == config.total_steps) and window:
-            row = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-            dt = clock.seconds_per_step()
-            if dt:
-                row.update({"perf/step_time_s": dt, "perf/tokens_per_s": tokens_per_step / dt,
-                            "perf/mfu": flops.mfu(flops_per_step, dt,
-                                                  config.perf.peak_flops_per_device)})
-            logger.write(step, row)
-            window.clear()
-            clock.restart()
-
-    def preempt(step, eval_pending=False):
-        """Saves `step` synchronously (unless it already is) and stops the run."""
-        if saved != step:
-            ckpt.save(step, state, train_iter, metadata=save_metadata(eval_pending))
-        ckpt.wait()
-        raise Preempted(step, workdir)
-
-    def save_metadata(eval_pending=False):
-        return {EVAL_PENDING: eval_pending, METRICS_WINDOW: list(window)}
-
-    if saved_metadata.get(EVAL_PENDING):        # a SIGTERM cut this step's eval short
-        eval_metrics = evaluate(eval_step, state, data.eval, mesh, interrupted=sigterm.agreed,
-                                finalize=finalize)
-        if eval_metrics is None:
-            preempt(start, eval_pending=True)
-        log_eval(start, eval_metrics)
-
-    bar = tqdm.tqdm(total=config.total_steps, initial=start, file=sys.stdout,
-                    disable=not sys.stdout.isatty(), dynamic_ncols=True)
-    try:
-        for step in range(start + 1, config.total_steps + 1):
-            batch = sharding.global_batch(next(train_iter), mesh)
-            state, metrics = train_step(state, batch)
-            if pending is not None:
-                finish_step(*pending)
-            pending = (step, metrics)
-            bar.update(1)
-            is_eval = step % config.eval_every == 0 or step == config.total_steps
-            is_ckpt = step % config.ckpt_every == 0 or step == config.total_steps
-            stop = sigterm.agreed()
-            if step == start + 1 or is_eval or is_ckpt or stop:
-                finish_step(*pending)        # hooks see the step's final metrics
-                pending = None
-            sigterm.deferred = True          # a step finished: a SIGTERM now saves it
-            if stop:
-                preempt(step, eval_pending=is_eval)
-            if is_eval:
-                eval_metrics = evaluate(eval_step, state, data.eval, mesh,
-                                        interrupted=sigterm.agreed, finalize=finalize)
-                if eval_metrics is None:
-                    preempt(step, eval_pending=True)
-                log_eval(step, eval_metrics)
-            if is_ckpt:
-                ckpt.save(step, state, train_iter, metadata=save_metadata())
-                saved = step
-            ckpt.poll()                      # a failed background save stops the run here
-            if step == start + 1 or is_eval or is_ckpt:
-                clock.restart()              # compilation, eval and saving are not step time
-    except BaseException:
-        ckpt.close(quiet=True)           # finish a save in flight; keep the first error
-        raise
-    else:
-        ckpt.close()
-    finally:
-        bar.close()
-        logger.close()
-
-    if config.sample_at_end and primary:
+    with SigtermWatch(workdir, config.preemption_check_every) as sigterm:
+        built = setup.build(config, workdir, devices)
+        config = built.config
+        if jax.process_index() == 0:
+            axes = " ".join(f"{name}={size}" for name, size in built.mesh.shape.items())
+            print(f"mesh {axes} over {built.mesh.size} "
+                  f"{built.mesh.devices.flat[0].platform} devices", flush=True)
+        if config.sample_at_end:
+            built.data.tokenizer.encode(config.sample_at_end)   # fails now, not after training
+        trainer = Trainer(built, workdir, sigterm)
+        start, metadata = trainer.restore_or_init()
+        trainer.write_run_files()
+        trainer.train(start, metadata)
+    if config.sample_at_end and trainer.primary:
         from bigmodels.generate import sample_text
-        text = sample_text(task.model, state.params, data.tokenizer, config.sample_at_end,
-                           max_new_tokens=config.sample_tokens, seed=config.seed)
+        text = sample_text(built.task.model, trainer.state.params, built.data.tokenizer,
+                           config.sample_at_end, max_new_tokens=config.sample_tokens,
+                           seed=config.seed)
         print("sample:\n" + text, flush=True)
-    return RunResult(state, eval_metrics, config, task, data)
+    return RunResult(trainer.state, trainer.eval_metrics, config, built.task, built.data)

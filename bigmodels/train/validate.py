@@ -2,10 +2,13 @@
 
 import os
 
+from bigmodels.config import check_renamed
 from bigmodels.errors import BadInput, require
+from bigmodels.host_devices import check_cpu_devices
 
 
 def check_config(config) -> None:
+    check_renamed(config)
     for key in ("total_steps", "batch_size", "grad_accum_steps", "log_every", "eval_every",
                 "ckpt_every"):
         require(config[key] > 0, f"{key} must be positive, got {config[key]}")
@@ -27,9 +30,12 @@ def check_config(config) -> None:
                 f"data.seq_len must be >= 0 (0 = model.context_length), got {seq_len}")
     specials = config.data.get("specials", "")
     require(specials in ("", "bert"), f"data.specials must be '' or 'bert', got {specials!r}")
-    require(config.get("cpu_devices", 1) >= 0,
-            f"cpu_devices must be >= 0 (0 = one per core, 1 = one device), got "
-            f"{config.get('cpu_devices')}")
+    check_cpu_devices(config)
+    require(config.data.prefetch >= 0,
+            f"data.prefetch must be >= 0 (0 = no background thread), got "
+            f"{config.data.prefetch}")
+    require(config.preemption_check_every > 0,
+            f"preemption_check_every must be positive, got {config.preemption_check_every}")
     require(config.nan_policy in ("stop", "skip"),
             f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
 
