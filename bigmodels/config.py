@@ -4,6 +4,8 @@ Every key has a concrete default (never None) so that ml_collections can type-ch
 `--config.x=v` overrides.
 """
 
+import difflib
+
 import ml_collections
 
 from bigmodels.errors import BadInput
@@ -46,20 +48,65 @@ def check_renamed(config) -> None:
         raise _kind_renamed(kind)
 
 
+def override_args(argv, flag: str = "config"):
+    """(key, value) of each override `--config.<key>=<value>` (or `... <value>`) in argv."""
+    prefix = f"--{flag}."
+    for i, arg in enumerate(argv):
+        if arg.startswith(prefix):
+            key, eq, value = arg[len(prefix):].partition("=")
+            if not eq and i + 1 < len(argv):
+                value = argv[i + 1]
+            yield key, value
+
+
 def check_renamed_overrides(argv, flag: str = "config") -> None:
     """The same for command-line overrides `--config.<key>=<value>` (or `... <value>`),
     which would otherwise fail as an unknown key."""
-    prefix = f"--{flag}."
-    for i, arg in enumerate(argv):
-        if not arg.startswith(prefix):
-            continue
-        key, eq, value = arg[len(prefix):].partition("=")
+    for key, value in override_args(argv, flag):
         if key in RENAMED:
             raise _key_renamed(key)
-        if not eq and i + 1 < len(argv):
-            value = argv[i + 1]
         if key == "data.kind" and value in RENAMED_KINDS:
             raise _kind_renamed(value)
+
+
+def unknown_key(config, dotted: str):
+    """None if `dotted` ("optim.lr") is a key of `config`, else why not, with the
+    nearest key that is ("unknown config key; did you mean optim.lr?")."""
+    node, parts = config, dotted.split(".")
+    for i, part in enumerate(parts):
+        if not hasattr(node, "keys"):
+            return (f"unknown config key; {'.'.join(parts[:i])} is a value of type "
+                    f"{type(node).__name__}, not a group of keys")
+        if part not in node:
+            nearest = _nearest(node, parts[i:])
+            hint = f"; did you mean {'.'.join(parts[:i] + nearest)}?" if nearest else ""
+            return f"unknown config key{hint}"
+        node = node[part]
+    return None
+
+
+def _nearest(node, parts):
+    """The existing key path closest to `parts` under `node`, one part at a time
+    (optimm.lrr -> optim.lr), or None when some part has no close match."""
+    found = []
+    for part in parts:
+        if not hasattr(node, "keys"):
+            return None
+        if part not in node:
+            close = difflib.get_close_matches(part, list(node.keys()), n=1)
+            if not close:
+                return None
+            part = close[0]
+        found.append(part)
+        node = node[part]
+    return found
+
+
+def check_variant(arg: str, variants) -> None:
+    """Raises BadInput unless `arg`, the variant of `--config=<file>:<variant>`, is ""
+    (the experiment's full run) or one of the experiment's `variants`."""
+    if arg and arg not in variants:
+        raise BadInput(f"unknown variant {arg!r}; known: {', '.join(variants)}")
 
 
 def tiny_run(config, batch_size: int = 8) -> None:

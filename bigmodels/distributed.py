@@ -17,6 +17,7 @@ On CPU, cross-process collectives go through gloo (tests and launch/local.sh).
 """
 
 import os
+import sys
 
 import jax
 
@@ -50,6 +51,23 @@ def _use_gloo_on_cpu() -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
+def _quiet_gloo() -> None:
+    """Gloo's C++ threads print "[Gloo] Rank N is connected to ..." on file descriptor 1
+    for every connection, more than half of a small run's output, and interleave it
+    mid-line with ours, so no line filter can remove it. On the CPU backend, Python's
+    stdout keeps the original stream on a copy of the descriptor and descriptor 1 itself
+    goes to /dev/null (native code's errors go to stderr, untouched)."""
+    if jax.default_backend() != "cpu":
+        return
+    sys.stdout.flush()
+    original = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = os.fdopen(original, "w", buffering=1, encoding=sys.stdout.encoding,
+                           errors=sys.stdout.errors)
+
+
 def initialize(cfg) -> bool:
     """Starts jax.distributed as `cfg` (config.distributed) says; True if this is a
     multi-process run. Call it once, before anything touches a device."""
@@ -66,6 +84,7 @@ def initialize(cfg) -> bool:
         except Exception as e:
             raise RunFailed(f"distributed: joining the {cluster} cluster failed: "
                             f"{type(e).__name__}: {e}") from e
+        _quiet_gloo()
         return True
     if ":" not in coordinator:
         raise BadInput(f"distributed.coordinator: expected auto, cluster, none or host:port, "
@@ -78,6 +97,7 @@ def initialize(cfg) -> bool:
     jax.distributed.initialize(coordinator_address=coordinator,
                                num_processes=cfg.num_processes, process_id=cfg.process_id,
                                initialization_timeout=cfg.timeout_s)
+    _quiet_gloo()
     return True
 
 

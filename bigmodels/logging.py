@@ -49,6 +49,19 @@ class MetricsLogger:
             self._tb.close()
 
 
+def logged_eval(workdir: str, step: int) -> bool:
+    """Whether `<workdir>/metrics.jsonl` holds an eval row for `step` (written only once
+    the eval finished)."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        for line in f:
+            if _step_of(line) == step and '"eval/' in line:
+                return True
+    return False
+
+
 def _step_of(line: str) -> int | None:
     """The step of a metrics line; None for a blank or cut-off line (a kill mid-write)."""
     try:

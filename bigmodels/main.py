@@ -3,6 +3,8 @@
     python -m bigmodels.main --config=experiments/<name>.py --workdir=<dir> [--config.<key>=<value> ...]
 
 Overrides are strict: an unknown key or a value of the wrong type exits with code 2.
+SIGTERM saves the last finished step and exits with 75; Ctrl-C does the same with 130
+(bigmodels/preemption.py).
 
 `--dry_run [--target_devices=N] [--device_memory_gb=G]` compiles the train step for the
 mesh instead of training and prints its memory and sharding (bigmodels/dry_run.py).
@@ -13,8 +15,8 @@ import os
 from absl import flags, logging
 from ml_collections import config_flags
 
-from bigmodels.cli import fail, run_main
-from bigmodels.preemption import SigtermWatch
+from bigmodels.cli import config_error, fail, run_main
+from bigmodels.preemption import StopSignals
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -38,13 +40,11 @@ def _load_config():
         config = _CONFIG.value
         config.get("total_steps")   # an unloadable file only fails on first access
     except Exception as e:
-        fail(f"--config {path}: {type(e).__name__}: {e}")
+        fail(config_error(path, e))
     return config
 
 
 def main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     # Orbax and TFDS log at every level, even tracebacks of errors we report ourselves in
     # one line (bigmodels.cli); our own messages are printed, not logged.
     logging.set_verbosity(logging.FATAL)
@@ -56,8 +56,9 @@ def main(argv):
         fail("--target_devices and --device_memory_gb only apply with --dry_run")
     if not _WORKDIR.value:
         fail("--workdir: no workdir given")
-    # SIGTERM from here on exits with EXIT_PREEMPTED, even during the heavy imports.
-    with SigtermWatch(_WORKDIR.value):
+    # SIGTERM (exit 75) and Ctrl-C (exit 130) from here on stop with one line, even
+    # during the heavy imports.
+    with StopSignals(_WORKDIR.value):
         # Heavy imports after the cheap checks; both calls before anything touches a device.
         from bigmodels import distributed, host_devices, train
         from bigmodels.train.validate import check_config
@@ -73,8 +74,8 @@ def _dry_run(config):
     import jax
     from bigmodels import host_devices
     from bigmodels.train.validate import check_config
+    check_config(config)        # touches no device, so the fake ones below can still be set
     if not _TARGET_DEVICES.value:
-        check_config(config)
         host_devices.split_host_cpus(config)    # the devices training would get
     else:
         # Before any backend exists: N fake CPU devices stand in for the target's.

@@ -8,6 +8,10 @@ A neutral module: it imports nothing from bigmodels, so every layer may use it.
 CONFIG_FILE = "config.json"             # the resolved config
 TOKENIZER_FILE = "tokenizer.json"       # the run's tokenizer (JSON, never pickled)
 PREPROCESS_FILE = "preprocess.json"     # statistics fitted on the train split
+CLASSES_FILE = "classes.json"           # class names of a text classification run
+# What a data kind's save(workdir) may write: an export copies these beside the params,
+# so a new kind that saves another file must add its name here.
+DATA_FILES = (TOKENIZER_FILE, PREPROCESS_FILE, CLASSES_FILE)
 METRICS_FILE = "metrics.jsonl"          # one JSON object per logged step
 CHECKPOINTS_DIR = "checkpoints"
 IMAGES_DIR = "images"                   # sample and reconstruction grids of generative runs

@@ -41,8 +41,6 @@ def convert(params: dict, layout: str) -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     for flag in (_SOURCE, _OUT, _LAYOUT):
         if not flag.value:
             fail(f"--{flag.name}: required")

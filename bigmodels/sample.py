@@ -1,51 +1,64 @@
-"""Sample text from a trained language model:
+"""Sample text from a trained causal language model (task causal_lm: GPT, LSTM/GRU):
 
     python -m bigmodels.sample --workdir=runs/quickstart --prompt="def " \
         [--max_new_tokens=200 --temperature=0.8 --top_k=0 --top_p=1.0 --seed=0]
 
-temperature=0 is greedy decoding. Uses the run's config.json, tokenizer and latest
-checkpoint; works on any device count.
+temperature=0 is greedy decoding. `--workdir` is a run (its latest checkpoint) or an
+export of one (bigmodels.export); either way its config.json, tokenizer and params are
+used, on any device count.
 """
 
-import json
 import os
 
-import ml_collections
 from absl import flags, logging
 
 from bigmodels.cli import fail, run_main
-from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
+from bigmodels.names import TOKENIZER_FILE
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
-_PROMPT = flags.DEFINE_string("prompt", "\n", "Text to continue.")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens; 0 = all.")
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1 = off.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+
+def define_flags() -> None:
+    """Only when run as a program, so `sample` imports beside other entry points."""
+    flags.DEFINE_string("workdir", None, "A training run's workdir or an export.")
+    flags.DEFINE_string("prompt", "\n", "Text to continue.")
+    flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate.")
+    flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.")
+    flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens; 0 = all.")
+    flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1 = off.")
+    flags.DEFINE_integer("seed", 0, "Sampling seed.")
+
+
+# Tasks whose model continues a token sequence (generate.py's KV-cache decoding).
+CAUSAL_TASKS = ("causal_lm",)
+
+
+def sample(workdir: str, prompt: str, max_new_tokens: int = 200, seed: int = 0,
+           temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0) -> str:
+    """`prompt` and its continuation by the run or export in `workdir`."""
+    from bigmodels import checkpoint, generate, models
+    from bigmodels.data import tokenizers
+    from bigmodels.errors import BadInput
+    config = checkpoint.read_config(workdir)
+    if config.get("task") not in CAUSAL_TASKS:
+        raise BadInput(f"--workdir: {workdir} is not a causal language model (task="
+                       f"{config.get('task')}, model={config.model.get('name')}); "
+                       f"bigmodels.sample needs a {' or '.join(CAUSAL_TASKS)} run")
+    if not prompt:
+        raise BadInput("--prompt: must not be empty")
+    tokenizer = tokenizers.load(os.path.join(workdir, TOKENIZER_FILE))
+    params = checkpoint.load(workdir)
+    return generate.sample_text(models.build(config.model), params, tokenizer, prompt,
+                                max_new_tokens, seed, temperature, top_k, top_p)
 
 
 def main(argv):
+    args = flags.FLAGS
+    if not args.workdir:
+        fail("--workdir: required (a training run or an export)")
     logging.set_verbosity(logging.ERROR)
-    workdir = _WORKDIR.value
-    config_path = os.path.join(workdir or "", CONFIG_FILE)
-    if not workdir or not os.path.isfile(config_path):
-        fail(f"--workdir: no trained run at {workdir!r} ({CONFIG_FILE} missing)")
-    if not _PROMPT.value:
-        fail("--prompt: must not be empty")
-    from bigmodels import checkpoint, generate, models
-    from bigmodels.data import tokenizers
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    tokenizer = tokenizers.load(os.path.join(workdir, TOKENIZER_FILE))
-    try:
-        params = checkpoint.load(workdir)
-    except FileNotFoundError as e:
-        fail(str(e))
-    model = models.build(config.model)
-    print(generate.sample_text(model, params, tokenizer, _PROMPT.value, _MAX_NEW.value,
-                               _SEED.value, _TEMPERATURE.value, _TOP_K.value, _TOP_P.value))
+    print(sample(args.workdir, args.prompt, args.max_new_tokens, args.seed, args.temperature,
+                 args.top_k, args.top_p))
 
 
 if __name__ == "__main__":
+    define_flags()
     run_main(main)

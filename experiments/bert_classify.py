@@ -19,12 +19,16 @@ The classes' text is part of the stdlib corpus that bert_mlm.py saw, unlabelled,
 pretraining text usually overlaps a downstream task's.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.bert import bert_config
 
 
+VARIANTS = ("tiny", "imdb")  # imdb: online, TFDS imdb_reviews
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="classify", total_steps=300, batch_size=32, log_every=50,
                     eval_every=100, ckpt_every=300)
     # Shaped like bert_mlm.py so its encoder loads; its MLM head is not used.

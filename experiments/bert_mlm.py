@@ -9,12 +9,16 @@ and eval/accuracy on the masked tokens of held-out text.
 Then fine-tune it as a classifier with experiments/bert_classify.py (init_from).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.models.bert import bert_config
 from bigmodels.data.text_files import stdlib_sources
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="masked_lm", total_steps=800, batch_size=32, log_every=50,
                     eval_every=200, ckpt_every=400)
     c.model = bert_config(name="bert_mlm", num_layers=4, num_heads=4, embed_dim=128,

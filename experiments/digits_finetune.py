@@ -17,12 +17,16 @@ At this size the 0-4 features do not help 5-9: an honest negative result, not a 
 (tests/test_digits_finetune.py checks that the backbone really is the pretrained one).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.cnn import cnn_config
 
 
+VARIANTS = ("pretrain", "tiny", "pretrain_tiny")  # "" fine-tunes on 5-9
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config()
     c.task = "classify"
     c.model = cnn_config(channels=(32, 64), dense=128, dropout=0.25)

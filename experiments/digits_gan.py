@@ -21,13 +21,17 @@ features of a CNN trained on it:
 
 import ml_collections
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.gan import gan_config
 
 
+VARIANTS = ("tiny", *TFDS_IMAGES)  # TFDS_IMAGES: online mnist, cifar10, ...
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config()
     c.task = "gan"
     c.fid_classifier = "runs/digits_cnn"    # a trained classifier's workdir; "" = no FID

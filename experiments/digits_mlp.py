@@ -11,13 +11,17 @@ Pixels are standardised with one train-split mean and std (preprocess.json); tra
 images are shifted by up to one pixel at random (data.augment).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.mlp import mlp_config
 
 
+VARIANTS = ("tiny", *TFDS_IMAGES)  # TFDS_IMAGES: online mnist, cifar10, ...
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="classify", total_steps=3000, batch_size=64, log_every=100,
                     eval_every=1000, ckpt_every=3000)
     c.model = mlp_config(hidden=(256, 128), activation="relu", dropout=0.2)

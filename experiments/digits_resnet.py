@@ -12,13 +12,17 @@ checkpoints; eval uses them. Same data pipeline as digits_cnn (standardised pixe
 random one-pixel shifts).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.resnet import resnet_config
 
 
+VARIANTS = ("tiny", *TFDS_IMAGES)  # TFDS_IMAGES: online mnist, cifar10, ...
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="classify", total_steps=1500, batch_size=64, log_every=100,
                     eval_every=500, ckpt_every=1500)
     c.model = resnet_config(stem=32, stages=(32, 64), blocks=2)

@@ -9,13 +9,17 @@ The same recipe on a TFDS image dataset (online the first time, then cached):
 `--config=experiments/digits_vae.py:mnist` (also fashion_mnist, cifar10, cifar100).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.autoencoder import autoencoder_config
 
 
+VARIANTS = ("tiny", *TFDS_IMAGES)  # TFDS_IMAGES: online mnist, cifar10, ...
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="vae", total_steps=3000, batch_size=64, log_every=100, eval_every=500,
                     ckpt_every=3000)
     c.model = autoencoder_config("vae", latent_dim=8, hidden=(256, 128))

@@ -12,13 +12,17 @@ Same data pipeline as digits_cnn (standardised pixels, random one-pixel shifts);
 translation invariance, from overfitting.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.data.tfds_images import KNOWN as TFDS_IMAGES, image_experiment
 from bigmodels.models.vit import vit_config
 
 
+VARIANTS = ("tiny", *TFDS_IMAGES)  # TFDS_IMAGES: online mnist, cifar10, ...
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="classify", total_steps=2000, batch_size=64, log_every=100,
                     eval_every=500, ckpt_every=2000)
     c.model = vit_config(patch_size=2, embed_dim=64, num_layers=4, num_heads=4, mlp_dim=128,

@@ -16,12 +16,16 @@ and prints ms/step, tokens/s and MFU (formula in bigmodels/flops.py; H100 dense 
 peak 989 TFLOP/s).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.text_files import stdlib_sources
 from bigmodels.models.gpt import gpt_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(total_steps=1000, batch_size=64, log_every=20, eval_every=500,
                     ckpt_every=1000)
     c.model = gpt_config(vocab_size=50304, num_layers=12, num_heads=12, embed_dim=768,

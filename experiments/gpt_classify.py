@@ -10,14 +10,18 @@ quickstart GPT, so it can start from a quickstart run:
         --config.init_from=runs/quickstart --config.init_from_skip='^classifier/'
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.gpt import gpt_config
 
 MODULES = STDLIB_CLASSES
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="classify", total_steps=300, batch_size=32, log_every=50,
                     eval_every=100, ckpt_every=300)
     c.model = gpt_config(name="gpt_classifier", num_classes=0, num_layers=4, num_heads=4,

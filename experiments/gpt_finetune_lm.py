@@ -12,11 +12,15 @@ the baseline to compare with.
 import os
 import sysconfig
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.models.gpt import gpt_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(total_steps=200, batch_size=16, log_every=25, eval_every=50, ckpt_every=200)
     c.model = gpt_config(num_layers=4, num_heads=4, embed_dim=128, context_length=128,
                          use_bias=False)      # the quickstart's shape

@@ -9,14 +9,18 @@ masks the padding. Reports eval/accuracy and eval/f1 (macro).
 Any files work as classes: `--config.data.path=a.txt,b.txt,...` (one class per file).
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.text_classes import STDLIB_CLASSES, stdlib_modules
 from bigmodels.models.rnn import rnn_classifier_config
 
 MODULES = STDLIB_CLASSES
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="classify", total_steps=600, batch_size=64, log_every=50,
                     eval_every=200, ckpt_every=200)
     c.model = rnn_classifier_config(cell="lstm", embed_dim=64, hidden_dim=128, num_layers=1,

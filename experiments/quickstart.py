@@ -8,12 +8,16 @@ The corpus exists offline on every machine. About 3 minutes on 2 CPU cores.
 `--config=experiments/quickstart.py:tiny` is a seconds-long variant for smoke tests.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.text_files import stdlib_sources
 from bigmodels.models.gpt import gpt_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(total_steps=600, batch_size=16, log_every=50, eval_every=200,
                     ckpt_every=200)
     c.sample_at_end = "def "

@@ -14,7 +14,7 @@ Real speech, online (TFDS downloads and prepares speech_commands once, 2.4 GB):
 `--config=experiments/speech_ctc.py:speech_commands`.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.espeak import espeak_data_config
 from bigmodels.data.speech_tfds import tfds_speech_data_config
 from bigmodels.models.speech import speech_config
@@ -25,7 +25,11 @@ TRAIN_VARIANTS = ("", "+m3", "+f2", "+f4", "+m7", "+klatt")
 EVAL_VOICES = ("en-gb-scotland", "en-us+f3", "en-gb+m5")
 
 
+VARIANTS = ("tiny", "speech_commands")  # speech_commands: online, TFDS
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="ctc", total_steps=600, batch_size=32, log_every=50, eval_every=200,
                     ckpt_every=200)
     c.model = speech_config(conv_strides=(2, 1), conv_dim=128, encoder="lstm", hidden_dim=128,

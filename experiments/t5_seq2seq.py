@@ -16,11 +16,15 @@ Reversing letter strings is the other offline task:
 --config.data.target_len=21`.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.models.t5 import t5_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="seq2seq", total_steps=1000, batch_size=48, log_every=50,
                     eval_every=250, ckpt_every=1000)
     c.model = t5_config(num_layers=2, num_decoder_layers=2, num_heads=4, embed_dim=96,

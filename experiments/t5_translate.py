@@ -11,11 +11,15 @@ Another TFDS translation dataset: `--config.data.name=ted_hrlr_translate/ru_to_e
 `--config.data.mock_examples=64`.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.models.t5 import t5_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="seq2seq", total_steps=50_000, batch_size=64, log_every=100,
                     eval_every=2000, ckpt_every=2000)
     c.model = t5_config(num_layers=6, num_decoder_layers=6, num_heads=8, embed_dim=512,

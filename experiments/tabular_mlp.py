@@ -8,12 +8,16 @@ Features get log(1+x) (all are non-negative and right-skewed) and are standardis
 with train-split statistics, saved as preprocess.json in the workdir.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.mlp import mlp_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     c = base_config(task="binary_classify", total_steps=300, batch_size=32, log_every=25,
                     eval_every=100, ckpt_every=300)
     c.model = mlp_config(num_classes=1, hidden=(128, 64, 32), activation="relu", dropout=0.1)

@@ -8,12 +8,16 @@ Features and target are standardised with train-split statistics (preprocess.jso
 the workdir), so eval/mse is in units of the train target's variance.
 """
 
-from bigmodels.config import base_config, tiny_run
+from bigmodels.config import base_config, check_variant, tiny_run
 from bigmodels.data.sklearn_data import sklearn_data_config
 from bigmodels.models.mlp import mlp_config
 
 
+VARIANTS = ("tiny",)
+
+
 def get_config(arg: str = ""):
+    check_variant(arg, VARIANTS)
     # 500 steps: longer overfits the 353 train rows (R² falls).
     c = base_config(task="regress", total_steps=500, batch_size=32, log_every=50,
                     eval_every=250, ckpt_every=500)

@@ -98,8 +98,10 @@ def test_bad_override_is_refused_at_parsing(case, monkeypatch, capsys):
     config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
                                     lock_config=True)
     monkeypatch.setattr(flags, "FLAGS", flag_values)
+    argv = ["main", f"--config={ROOT / EXPERIMENT}", override]
+    monkeypatch.setattr(sys, "argv", argv)     # where ml_collections looks for overrides
     with pytest.raises(SystemExit) as exit_:
-        cli._parse_flags(["main", f"--config={ROOT / EXPERIMENT}", override])
+        cli._parse_flags(argv)
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and must_mention in lines[0], lines

@@ -7,6 +7,7 @@ import string
 import pytest
 
 from bigmodels import data as data_lib, train
+from bigmodels.errors import BadInput
 from conftest import ROOT
 from helpers import load_experiment, read_metrics
 
@@ -30,6 +31,19 @@ def test_experiment_runs_tiny(path, tmp_path, corpus, capsys):
     for name in ("config.json", "metrics.jsonl") + (("tokenizer.json",) * has_tokenizer):
         assert (tmp_path / name).exists()
     assert os.listdir(tmp_path / "tensorboard")
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: os.path.basename(p))
+def test_experiment_declares_its_variants(path):
+    """Each `:variant` an experiment declares loads; any other is refused, not silently
+    run as the default (a config only: nothing is trained or downloaded)."""
+    module = load_experiment(path)
+    assert "tiny" in module.VARIANTS and "" not in module.VARIANTS
+    for variant in ("",) + module.VARIANTS:
+        assert "model" in module.get_config(variant), variant
+    with pytest.raises(BadInput) as refused:
+        module.get_config("huge")
+    assert str(refused.value) == f"unknown variant 'huge'; known: {', '.join(module.VARIANTS)}"
 
 
 def test_quickstart_default_corpus_is_offline_stdlib():

@@ -14,22 +14,22 @@ def model_and_params(request):
     cfg = gpt_config(vocab_size=40, num_layers=2, num_heads=2, embed_dim=32,
                      context_length=24, positions=request.param)
     model = models.build(cfg)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
     return model, params
 
 
 def test_cached_logits_equal_full_forward(model_and_params):
     model, params = model_and_params
     tokens = jax.random.randint(jax.random.key(1), (2, 20), 0, 40)
-    full = model.apply({"params": params}, tokens)
+    full = jax.jit(model.apply)({"params": params}, tokens)
     cache = generate._empty_cache(model, 2)
-    logits, state = model.apply({"params": params, "cache": cache}, tokens[:, :12],
-                                jnp.broadcast_to(jnp.arange(12), (2, 12)), decode=True,
-                                mutable=["cache"])
+    decode = jax.jit(lambda v, x, pos: model.apply(v, x, pos, decode=True, mutable=["cache"]))
+    logits, state = decode({"params": params, "cache": cache}, tokens[:, :12],
+                           jnp.broadcast_to(jnp.arange(12), (2, 12)))
     pieces = [logits]
     for t in range(12, 20):
-        logits, state = model.apply({"params": params, **state}, tokens[:, t:t + 1],
-                                    jnp.full((2, 1), t), decode=True, mutable=["cache"])
+        logits, state = decode({"params": params, **state}, tokens[:, t:t + 1],
+                               jnp.full((2, 1), t))
         pieces.append(logits)
     np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=1e-5, rtol=1e-5)
 

@@ -36,18 +36,18 @@ def test_reconstruction_is_bernoulli_cross_entropy_in_nats():
 def test_reparameterised_samples_have_the_encoded_moments_and_carry_gradients():
     model = VAE(image_shape=(4, 4, 1), latent_dim=3, hidden=(8,))
     x = jax.random.uniform(jax.random.key(1), (1, 4, 4, 1))
-    params = model.init({"params": jax.random.key(0), "latent": jax.random.key(0)}, x)
-    mean, logvar = model.apply(params, x, method=model.encode)
-    zs = jax.vmap(lambda k: model.apply(params, mean, logvar, method=model.sample_latent,
-                                        rngs={"latent": k}))(
-        jax.random.split(jax.random.key(2), 4000))
+    params = jax.jit(model.init)({"params": jax.random.key(0), "latent": jax.random.key(0)}, x)
+    mean, logvar = jax.jit(lambda p: model.apply(p, x, method=model.encode))(params)
+    sample = jax.vmap(lambda k: model.apply(params, mean, logvar, method=model.sample_latent,
+                                            rngs={"latent": k}))
+    zs = jax.jit(sample)(jax.random.split(jax.random.key(2), 4000))
     np.testing.assert_allclose(zs.mean(0), mean, atol=0.1)
     np.testing.assert_allclose(jnp.log(zs.var(0)), logvar, atol=0.1)
 
     def loss(p):
         logits = model.apply(p, x, rngs={"latent": jax.random.key(3)})[0]
         return reconstruction_nats(logits, x).sum()
-    grads = jax.grad(loss)(params)["params"]["encoder"]
+    grads = jax.jit(jax.grad(loss))(params)["params"]["encoder"]
     # The reconstruction reaches the encoder only through the sampled z.
     assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads))) > 0
 

@@ -82,7 +82,7 @@ def test_plain_steps_fetch_nothing(corpus, tmp_path, monkeypatch, unexpected_fet
 def test_processes_compare_sigterm_flags_only_every_n_steps(corpus, tmp_path, monkeypatch):
     compared = []
     monkeypatch.setattr(preemption, "process_count", lambda: 2)
-    original_poll = preemption.SigtermWatch.poll
+    original_poll = preemption.StopSignals.poll
 
     def poll(self, index, force=False):
         self.current = (index, force)
@@ -92,8 +92,8 @@ def test_processes_compare_sigterm_flags_only_every_n_steps(corpus, tmp_path, mo
         compared.append(self.current)
         return False
 
-    monkeypatch.setattr(preemption.SigtermWatch, "poll", poll)
-    monkeypatch.setattr(preemption.SigtermWatch, "agreed", agreed)
+    monkeypatch.setattr(preemption.StopSignals, "poll", poll)
+    monkeypatch.setattr(preemption.StopSignals, "agreed", agreed)
     config = tiny_lm_config(corpus, total_steps=12, log_every=1, eval_every=100,
                             ckpt_every=6, preemption_check_every=5)
     config.data.eval_batches = 3
@@ -105,6 +105,6 @@ def test_processes_compare_sigterm_flags_only_every_n_steps(corpus, tmp_path, mo
 
 
 def test_one_process_reads_its_own_flag_every_step():
-    watch = preemption.SigtermWatch("unused", check_every=10)
+    watch = preemption.StopSignals("unused", check_every=10)
     watch.received = True
     assert watch.poll(3)

@@ -22,14 +22,16 @@ def test_padding_does_not_change_valid_outputs(cell, bidirectional):
     rng = np.random.default_rng(0)
     lengths = np.array([5, 3, 7])
     x = rng.normal(size=(3, 7, 4)).astype(np.float32)
-    variables = stack.init(jax.random.key(0), x, jnp.asarray(lengths))
-    padded, _ = stack.apply(variables, x, jnp.asarray(lengths))
+    # Jitted: eager, every primitive compiles on its own, for every shape.
+    variables = jax.jit(stack.init)(jax.random.key(0), x, jnp.asarray(lengths))
+    apply = jax.jit(stack.apply)
+    padded, _ = apply(variables, x, jnp.asarray(lengths))
     noisy = x.copy()
     for i, n in enumerate(lengths):                 # other values in the padding
         noisy[i, n:] = rng.normal(size=noisy[i, n:].shape) * 100
-    repadded, _ = stack.apply(variables, noisy, jnp.asarray(lengths))
+    repadded, _ = apply(variables, noisy, jnp.asarray(lengths))
     for i, n in enumerate(lengths):
-        alone, _ = stack.apply(variables, x[i:i + 1, :n])   # the sequence with no padding
+        alone, _ = apply(variables, x[i:i + 1, :n])   # the sequence with no padding
         np.testing.assert_allclose(np.asarray(padded[i, :n]), np.asarray(alone[0]),
                                    rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(padded[i, :n]), np.asarray(repadded[i, :n]))

@@ -134,7 +134,7 @@ def test_padding_changes_neither_valid_logits_nor_the_loss(encoder):
     features = rng.normal(size=(3, 20, 5)).astype(np.float32)
     labels = np.array([[1, 2, 0, 3], [4, 4, 0, 0], [1, 0, 2, 3]], np.int32)
     label_lengths = np.array([4, 2, 3], np.int32)
-    params = model.init(jax.random.key(0), features, lengths)["params"]
+    params = jax.jit(model.init)(jax.random.key(0), features, lengths)["params"]
     task = CTC(model, max_frames=20)
     apply = jax.jit(model.apply)
 

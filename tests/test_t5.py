@@ -51,6 +51,15 @@ def _setup(positions="learned", vocab=13, seed=0):
     return model, params, jnp.asarray(inputs), jnp.asarray(lengths, jnp.int32)
 
 
+def _jitted(model):
+    """Jitted forward, greedy decoding and sequence scores for a fixed model: the eager
+    versions compile every primitive for every shape, which costs these tests minutes."""
+    forward = jax.jit(lambda p, x, n, t: model.apply({"params": p}, x, n, t))
+    greedy = jax.jit(decoding.greedy, static_argnums=(0, 4, 5, 6, 7))
+    scores = jax.jit(decoding.sequence_log_probs, static_argnums=(0, 5, 6))
+    return forward, greedy, scores
+
+
 def test_t5_trains_on_a_mixed_mesh(tmp_path):
     config = _experiment("t5_seq2seq")
     config.update(total_steps=20, log_every=1, eval_every=20, batch_size=16)
@@ -72,8 +81,10 @@ def test_t5_trains_on_a_mixed_mesh(tmp_path):
 def test_cached_decoder_steps_equal_teacher_forcing(positions):
     model, params, inputs, lengths = _setup(positions)
     targets = jax.random.randint(jax.random.key(3), (4, 8), 0, 10)
-    full = model.apply({"params": params}, inputs, lengths, targets)
-    encoded, mask = model.apply({"params": params}, inputs, lengths, method="encode")
+    forward, _, _ = _jitted(model)
+    full = forward(params, inputs, lengths, targets)
+    encoded, mask = jax.jit(lambda p: model.apply({"params": p}, inputs, lengths,
+                                                  method="encode"))(params)
     cache = decoding.empty_cache(model, 4, inputs.shape[1], 8)
 
     @jax.jit
@@ -108,10 +119,12 @@ def test_cached_greedy_equals_recomputation(positions):
 def test_beam_size_one_is_greedy():
     model, params, inputs, lengths = _setup(seed=2)
     pad, bos, eos = special_ids(13)
-    greedy = decoding.greedy(model, params, inputs, lengths, 10, bos, eos, pad)
-    beams, scores = decoding.beam_search(model, params, inputs, lengths, 10, 1, bos, eos, pad)
+    _, greedy_fn, scores_fn = _jitted(model)
+    greedy = greedy_fn(model, params, inputs, lengths, 10, bos, eos, pad)
+    beams, scores = jax.jit(lambda p: decoding.beam_search(
+        model, p, inputs, lengths, 10, 1, bos, eos, pad))(params)
     np.testing.assert_array_equal(beams[:, 0], greedy)
-    np.testing.assert_allclose(scores[:, 0], decoding.sequence_log_probs(
+    np.testing.assert_allclose(scores[:, 0], scores_fn(
         model, params, inputs, lengths, greedy, bos, eos), atol=1e-4)
 
 
@@ -121,11 +134,12 @@ def test_beam_scores_are_sorted_sequence_log_probs_and_beat_greedy():
     beams, scores = jax.jit(lambda p: decoding.beam_search(
         model, p, inputs, lengths, 10, 4, bos, eos, pad))(params)
     assert np.all(np.diff(np.asarray(scores), axis=1) <= 0)          # best first
+    _, greedy_fn, scores_fn = _jitted(model)
     for k in range(4):
-        np.testing.assert_allclose(scores[:, k], decoding.sequence_log_probs(
+        np.testing.assert_allclose(scores[:, k], scores_fn(
             model, params, inputs, lengths, beams[:, k], bos, eos), atol=1e-4)
-    greedy = decoding.greedy(model, params, inputs, lengths, 10, bos, eos, pad)
-    greedy_score = decoding.sequence_log_probs(model, params, inputs, lengths, greedy, bos, eos)
+    greedy = greedy_fn(model, params, inputs, lengths, 10, bos, eos, pad)
+    greedy_score = scores_fn(model, params, inputs, lengths, greedy, bos, eos)
     assert np.all(scores[:, 0] >= greedy_score - 1e-5)
     assert np.any(scores[:, 0] > greedy_score + 1e-3)      # here beam search finds better
 
@@ -136,8 +150,9 @@ def test_beam_search_finds_the_best_sequence_by_brute_force():
     vocab, max_len = 4, 3                       # one real token + <pad>, <bos>, <eos>
     model, params, inputs, lengths = _setup(vocab=vocab, seed=4)
     pad, bos, eos = special_ids(vocab)
-    beams, scores = decoding.beam_search(model, params, inputs, lengths, max_len, 36, bos,
-                                         eos, pad)
+    beams, scores = jax.jit(lambda p: decoding.beam_search(
+        model, p, inputs, lengths, max_len, 36, bos, eos, pad))(params)
+    _, _, scores_fn = _jitted(model)
     # Every possible output: up to and including the first <eos>, or max_len tokens.
     outputs = set()
     for tokens in itertools.product(range(vocab), repeat=max_len):
@@ -146,7 +161,7 @@ def test_beam_search_finds_the_best_sequence_by_brute_force():
     outputs = np.array(sorted(outputs), np.int32)                       # 40 sequences
     for row in range(inputs.shape[0]):
         n = len(outputs)
-        all_scores = decoding.sequence_log_probs(
+        all_scores = scores_fn(
             model, params, jnp.repeat(inputs[row:row + 1], n, 0),
             jnp.repeat(lengths[row:row + 1], n, 0), jnp.asarray(outputs), bos, eos)
         best = int(jnp.argmax(all_scores))
@@ -164,16 +179,17 @@ def test_padding_does_not_change_outputs():
     for row, n in enumerate(np.asarray(lengths)):
         noisy[row, n:] = rng.integers(0, 13, size=noisy.shape[1] - n)    # junk padding
     targets = jnp.asarray(rng.integers(0, 10, size=(4, 6)), jnp.int32)
-    padded = model.apply({"params": params}, inputs, lengths, targets)
-    junk = model.apply({"params": params}, jnp.asarray(noisy), lengths, targets)
-    decoded = decoding.greedy(model, params, jnp.asarray(noisy), lengths, 8, bos, eos, pad)
+    forward, greedy, _ = _jitted(model)
+    padded = forward(params, inputs, lengths, targets)
+    junk = forward(params, jnp.asarray(noisy), lengths, targets)
+    decoded = greedy(model, params, jnp.asarray(noisy), lengths, 8, bos, eos, pad)
     for row, n in enumerate(np.asarray(lengths)):
-        alone = model.apply({"params": params}, inputs[row:row + 1, :n], lengths[row:row + 1],
-                            targets[row:row + 1])
+        alone = forward(params, inputs[row:row + 1, :n], lengths[row:row + 1],
+                        targets[row:row + 1])
         np.testing.assert_allclose(padded[row], alone[0], atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(junk[row], alone[0], atol=1e-5, rtol=1e-5)
-        alone_decoded = decoding.greedy(model, params, inputs[row:row + 1, :n],
-                                        lengths[row:row + 1], 8, bos, eos, pad)
+        alone_decoded = greedy(model, params, inputs[row:row + 1, :n],
+                               lengths[row:row + 1], 8, bos, eos, pad)
         np.testing.assert_array_equal(decoded[row], alone_decoded[0])
 
 

@@ -1,8 +1,7 @@
-"""Reading checkpoints outside the train loop, on any topology, and params-only exports.
+"""Reading checkpoints outside the train loop, on any topology.
 
     params = bigmodels.checkpoint.load("runs/gpt")                   # host numpy arrays
     params = bigmodels.checkpoint.load("runs/gpt", shardings=tree)   # onto any mesh
-    bigmodels.checkpoint.export_params("runs/gpt", "runs/gpt-params")
 
 Nothing about the saving mesh is needed: orbax stores global arrays, and each one is
 read straight into the requested sharding (or into numpy). Only array data and JSON
@@ -140,16 +139,3 @@ def load(path: str, step: int | None = None, shardings=None, prefix: str = "para
     flat = restore_flat(path, names, step, shardings)
     return tree.unflatten({n[len(head):]: a for n, a in flat.items()})
 
-
-def export_params(path: str, out_dir: str, step: int | None = None, transform=None) -> str:
-    """Writes only the params of `path`'s checkpoint to `out_dir` (no optimizer state,
-    no data state): the artefact to share or to fine-tune from with `init_from`.
-    `transform` (params -> params) changes them on the way, e.g. their layer layout."""
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir):
-        raise BadInput(f"export: {out_dir} already exists; not overwriting it")
-    params = load(path, step)
-    if transform is not None:
-        params = transform(params)
-    ocp.PyTreeCheckpointer().save(out_dir, {"params": params})
-    return out_dir

@@ -32,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bigmodels.checkpoint import tree
-from bigmodels.errors import BadInput, RunFailed
+from bigmodels.errors import BadInput, RunFailed, first_line
 
 CHECKPOINT_DIR = "checkpoints"
 REJECTED_DIR = "checkpoints_rejected"
@@ -96,8 +96,7 @@ def warn(message: str) -> None:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 class Checkpointer:

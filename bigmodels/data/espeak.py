@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from bigmodels.data import log_mel, speech, text_files
+from bigmodels.data.local_builder import LocalBuilder
 from bigmodels.errors import BadInput
 
 ESPEAK = "espeak-ng"
@@ -142,14 +143,15 @@ def require_espeak() -> None:
                        "(apt-get install espeak-ng)")
 
 
-class EspeakSpeech(tfds.core.GeneratorBasedBuilder):
+class EspeakSpeech(LocalBuilder):
     """Synthesised utterances as (index, text, voice, log-mel features)."""
     VERSION = tfds.core.Version("1.0.0")
 
     def __init__(self, *, params: dict, **kwargs):
         self._params = params
         key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-        super().__init__(config=tfds.core.BuilderConfig(name="s" + key),
+        super().__init__(source="utterances synthesised with espeak-ng",
+                         config=tfds.core.BuilderConfig(name="s" + key),
                          file_format="array_record", **kwargs)
 
     def _info(self):

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from bigmodels.data import augment, sklearn_data
+from bigmodels.data.local_builder import LocalBuilder
 from bigmodels.data.text_files import default_data_dir
 from bigmodels.errors import BadInput
 
@@ -60,11 +61,12 @@ def decode(path: str, size: int, channels: int) -> np.ndarray:
         return np.asarray(image, np.uint8).reshape(size, size, channels)
 
 
-class ImageFolder(tfds.core.GeneratorBasedBuilder):
+class ImageFolder(LocalBuilder):
     """Images of root/<class>/ split into train / test."""
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, files, size: int, channels: int, val_fraction: float, **kwargs):
+    def __init__(self, *, files, size: int, channels: int, val_fraction: float,
+                 source: str = "data.path", **kwargs):
         self._files, self._size, self._channels = files, size, channels
         self._val_fraction = val_fraction
         h = hashlib.sha256(repr((size, channels, val_fraction,
@@ -73,7 +75,8 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
             st = os.stat(path)
             h.update(f"{os.path.abspath(path)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\0"
                      .encode())
-        super().__init__(config=tfds.core.BuilderConfig(name="f" + h.hexdigest()[:16]),
+        super().__init__(source=source,
+                         config=tfds.core.BuilderConfig(name="f" + h.hexdigest()[:16]),
                          file_format="array_record", **kwargs)
 
     def _info(self):
@@ -105,15 +108,10 @@ def load_splits(d) -> tuple[list[str], dict]:
         raise BadInput(f"data.image_size must be positive, got {d.image_size}")
     if not 0.0 < d.val_fraction < 1.0:
         raise BadInput(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        raise BadInput("data.kind=image_folder needs Pillow: pip install "
-                       "'bigmodels[images]'") from None
     classes, files = list_images(os.path.expanduser(d.path))
     tfds.disable_progress_bar()
     builder = ImageFolder(files=files, size=d.image_size, channels=d.channels,
-                          val_fraction=d.val_fraction,
+                          val_fraction=d.val_fraction, source=f"data.path={d.path}",
                           data_dir=d.tfds_dir or default_data_dir())
     builder.download_and_prepare()
     splits = sklearn_data.indexed_splits(builder, "image", "label")

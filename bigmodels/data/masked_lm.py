@@ -94,9 +94,11 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
                        f"{process_count} processes")
     if not 0.0 < d.get("mask_rate", 0.15) < 1.0:
         raise BadInput(f"data.mask_rate must be in (0, 1), got {d.mask_rate}")
-    splits = text_files.load_splits(d.path, d.val_fraction, d.max_bytes, d.tfds_dir)
     tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
-    if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
+    resumed = os.path.exists(tokenizer_path)
+    splits = text_files.load_splits(d.path, d.val_fraction, d.max_bytes, d.tfds_dir,
+                                     d.tokenizer, resumed)
+    if resumed:                                  # keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:
         tokenizer = tokenizers.build(d.tokenizer, splits["train"] + splits["validation"],

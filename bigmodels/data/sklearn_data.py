@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from bigmodels.data import augment, preprocess
+from bigmodels.data.local_builder import LocalBuilder
 from bigmodels.data.text_files import default_data_dir
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
@@ -93,7 +94,7 @@ def split_indices(n: int, val_fraction: float, seed: int, labels=None):
     return np.setdiff1d(np.arange(n), test), test
 
 
-class SklearnDataset(tfds.core.GeneratorBasedBuilder):
+class SklearnDataset(LocalBuilder):
     """One scikit-learn dataset split into train / test."""
     VERSION = tfds.core.Version("1.0.0")
 
@@ -102,7 +103,8 @@ class SklearnDataset(tfds.core.GeneratorBasedBuilder):
         self._features, self._targets, _ = load_arrays(dataset)
         # The name keys the prepared files: the held-out rows are TFDS's "test" split.
         name = f"{dataset}_test{round(val_fraction * 1000)}_seed{SPLIT_SEED}"
-        super().__init__(config=tfds.core.BuilderConfig(name=name),
+        super().__init__(source=f"data.name={dataset} (scikit-learn)",
+                         config=tfds.core.BuilderConfig(name=name),
                          file_format="array_record", **kwargs)
 
     def _info(self):
@@ -134,11 +136,6 @@ def load_splits(name: str, val_fraction: float = 0.2, data_dir: str = "") -> dic
                        f"(known: {', '.join(DATASETS)})")
     if not 0.0 < val_fraction < 1.0:
         raise BadInput(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise BadInput("data.kind=toy_datasets needs scikit-learn: pip install "
-                       "'bigmodels[sklearn]'") from None
     tfds.disable_progress_bar()
     builder = SklearnDataset(dataset=name, val_fraction=val_fraction,
                              data_dir=data_dir or default_data_dir())

@@ -15,6 +15,8 @@ import tensorflow_datasets as tfds
 from bigmodels.data import log_mel, speech, tfds_source
 from bigmodels.errors import BadInput
 
+OFFLINE = "data.kind=synthetic_speech (espeak-ng; speech_ctc's default)"
+
 
 def transcriber(features, text_key: str, label_key: str):
     """example -> transcript ("" = skip), from the dataset's feature spec."""
@@ -62,7 +64,7 @@ def load_utterances(source, transcript, audio_key: str, rate: int, d,
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     d = config.data
     tfds.disable_progress_bar()
-    builder = tfds_source.prepared_builder(d)
+    builder = tfds_source.prepared_builder(d, OFFLINE)
     info = builder.info.features
     if d.audio_key not in info:
         raise BadInput(f"data.audio_key={d.audio_key!r} is not a feature of {d.name} "

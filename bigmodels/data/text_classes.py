@@ -21,13 +21,12 @@ import sysconfig
 import grain
 import numpy as np
 
-from bigmodels.data import text_files, tokenizers
+from bigmodels.data import text_checks, text_files, tokenizers
 from bigmodels.data.masked_lm import BERT_SPECIALS
 from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
-from bigmodels.names import TOKENIZER_FILE
+from bigmodels.names import CLASSES_FILE, TOKENIZER_FILE
 
-CLASSES_FILE = "classes.json"
 _INFINITE = 2**62
 
 
@@ -58,10 +57,10 @@ def stdlib_modules(*names: str) -> str:
     return ",".join(os.path.join(stdlib, name + ".py") for name in names)
 
 
-def class_files(path: str) -> list[str]:
+def class_files(path: str, data_dir: str = "") -> list[str]:
     files = []
     for part in filter(None, (p.strip() for p in path.split(","))):
-        files += text_files.resolve_paths(part)
+        files += text_files.resolve_paths(part, data_dir)
     files = sorted(set(files))
     if len(files) < 2:
         raise BadInput(f"data.path: classification needs at least 2 files (one per class), "
@@ -108,10 +107,15 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    files = class_files(d.path)
-    splits = [text_files.load_splits(f, d.val_fraction, d.max_bytes, d.tfds_dir) for f in files]
+    files = class_files(d.path, d.tfds_dir)
     tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
-    if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
+    resumed = os.path.exists(tokenizer_path)
+    # All files at once, for one warning; skipped on resume as in text_files.load_splits.
+    if not (resumed and all(text_files.is_prepared(f, d.val_fraction, d.max_bytes,
+                                                   d.tfds_dir) for f in files)):
+        text_checks.check_text(files, d.tokenizer, d.max_bytes, per_file=True)
+    splits = [text_files.load_splits(f, d.val_fraction, d.max_bytes, d.tfds_dir) for f in files]
+    if resumed:                                  # keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:
         tokenizer = tokenizers.build(d.tokenizer, b"".join(

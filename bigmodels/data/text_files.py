@@ -4,7 +4,8 @@ The files are read in sorted order and concatenated; the first (1 - val_fraction
 of the bytes is the `train` split and the rest `validation` (nanoGPT's split). The
 dataset is written as array_record, so it is read with random access and without
 TensorFlow. Each builder config is named by a hash of the file list, sizes and
-mtimes: editing a file builds a new version instead of reading a stale one.
+mtimes: editing a file builds a new version instead of reading a stale one. A
+`data.path` that is an http(s) URL is downloaded once into `<data dir>/urls` first.
 """
 
 import glob
@@ -15,9 +16,14 @@ import sysconfig
 import numpy as np
 import tensorflow_datasets as tfds
 
+from bigmodels.data import downloads, text_checks
+from bigmodels.data.local_builder import LocalBuilder
 from bigmodels.errors import BadInput
 
 CHUNK_BYTES = 1 << 20   # examples are 1 MiB chunks of the split, in order
+# Karpathy's Tiny Shakespeare (1.1 MB), the default corpus of the char-level experiments.
+TINY_SHAKESPEARE = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                    "tinyshakespeare/input.txt")
 
 
 def stdlib_sources() -> str:
@@ -25,10 +31,13 @@ def stdlib_sources() -> str:
     return os.path.join(sysconfig.get_paths()["stdlib"], "*.py")
 
 
-def resolve_paths(pattern: str) -> list[str]:
-    """A file, a directory (all files below it) or a glob -> sorted file paths."""
+def resolve_paths(pattern: str, data_dir: str = "") -> list[str]:
+    """A file, a directory (all files below it), a glob or a URL -> sorted file paths."""
     if not pattern:
         raise BadInput("data.path: no corpus given (set --config.data.path=<file|dir|glob>)")
+    if downloads.is_url(pattern):
+        return [downloads.cached_url(pattern, os.path.join(data_dir or default_data_dir(),
+                                                           "urls"))]
     pattern = os.path.expanduser(pattern)
     if os.path.isdir(pattern):
         pattern = os.path.join(pattern, "**", "*")
@@ -60,14 +69,16 @@ def read_corpus(paths: list[str], max_bytes: int = 0) -> bytes:
     return corpus[:max_bytes] if max_bytes else corpus
 
 
-class LocalText(tfds.core.GeneratorBasedBuilder):
+class LocalText(LocalBuilder):
     """Concatenated local text files, split into train / validation by position."""
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, paths: list[str], val_fraction: float, max_bytes: int = 0, **kwargs):
+    def __init__(self, *, paths: list[str], val_fraction: float, max_bytes: int = 0,
+                 source: str = "", **kwargs):
         self._paths, self._val_fraction, self._max_bytes = paths, val_fraction, max_bytes
         name = corpus_fingerprint(paths, val_fraction, max_bytes)
-        super().__init__(config=tfds.core.BuilderConfig(name=name),
+        super().__init__(source=f"data.path={source or paths[0]}",
+                         config=tfds.core.BuilderConfig(name=name),
                          file_format="array_record", **kwargs)
 
     def _info(self):
@@ -94,14 +105,34 @@ def default_data_dir() -> str:
                           os.path.join(os.path.expanduser("~"), ".cache", "bigmodels", "tfds"))
 
 
+def _local_text(paths: list[str], path: str, val_fraction: float, max_bytes: int,
+                data_dir: str) -> LocalText:
+    return LocalText(paths=paths, val_fraction=val_fraction, max_bytes=max_bytes,
+                     source=path, data_dir=data_dir or default_data_dir())
+
+
+def is_prepared(path: str, val_fraction: float, max_bytes: int = 0, data_dir: str = "",
+                ) -> bool:
+    """Whether load_splits finds the dataset of these arguments prepared."""
+    paths = resolve_paths(path, data_dir)
+    return _local_text(paths, path, val_fraction, max_bytes, data_dir).is_prepared()
+
+
 def load_splits(path: str, val_fraction: float, max_bytes: int = 0, data_dir: str = "",
-                ) -> dict[str, bytes]:
-    """Prepares the dataset once (cached under data_dir) and returns each split's bytes."""
+                tokenizer: str = "", resumed: bool = False) -> dict[str, bytes]:
+    """Prepares the dataset once (cached under data_dir) and returns each split's bytes.
+    With a `tokenizer` kind, the files are first checked to suit it (text_checks), unless
+    the run is `resumed` (its tokenizer file exists) and the dataset is prepared."""
     if not 0.0 < val_fraction < 1.0:
         raise BadInput(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    paths = resolve_paths(path, data_dir)
     tfds.disable_progress_bar()
-    builder = LocalText(paths=resolve_paths(path), val_fraction=val_fraction,
-                        max_bytes=max_bytes, data_dir=data_dir or default_data_dir())
+    builder = _local_text(paths, path, val_fraction, max_bytes, data_dir)
+    # A prepared dataset is named by the files' sizes and mtimes: on a resumed run they
+    # are the files its first start checked, which the char check would read in full
+    # again on every start, for nothing.
+    if tokenizer and not (resumed and builder.is_prepared()):
+        text_checks.check_text(paths, tokenizer, max_bytes)
     builder.download_and_prepare()
     splits = {}
     for split in ("train", "validation"):

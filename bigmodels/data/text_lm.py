@@ -27,9 +27,11 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    splits = text_files.load_splits(d.path, d.val_fraction, d.max_bytes, d.tfds_dir)
     tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
-    if os.path.exists(tokenizer_path):           # resume: keep the run's own vocabulary
+    resumed = os.path.exists(tokenizer_path)
+    splits = text_files.load_splits(d.path, d.val_fraction, d.max_bytes, d.tfds_dir,
+                                     d.tokenizer, resumed)
+    if resumed:                                  # keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:
         tokenizer = tokenizers.build(d.tokenizer, splits["train"] + splits["validation"])

@@ -18,6 +18,8 @@ from bigmodels.data.windows import rows_for_process
 from bigmodels.errors import BadInput
 
 _INFINITE = 2**62
+OFFLINE = ("data.kind=text_classes with local files, one per class "
+           "(--config.data.path=<a.txt>,<b.txt>,...)")
 
 
 def encode_row(text, tokenizer, seq_len: int) -> np.ndarray:
@@ -57,8 +59,8 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    builder, train_source, eval_source = tfds_source.split_sources(d, (d.text_key,
-                                                                        d.label_key))
+    builder, train_source, eval_source = tfds_source.split_sources(
+        d, (d.text_key, d.label_key), OFFLINE)
     label = builder.info.features[d.label_key]
     tokenizer = tokenizers.build("byte", b"", BERT_SPECIALS if d.specials == "bert" else ())
     seq_len = d.seq_len or config.model.context_length

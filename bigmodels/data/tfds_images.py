@@ -20,6 +20,8 @@ from bigmodels.errors import BadInput
 
 # (image side, channels) of the datasets the experiment files know by name.
 KNOWN = {"mnist": (28, 1), "fashion_mnist": (28, 1), "cifar10": (32, 3), "cifar100": (32, 3)}
+OFFLINE = ("the scikit-learn digits (the image experiments without a ':<dataset>' "
+           "argument) or data.kind=image_folder (--config.data.path=<root>/<class>/*.png)")
 
 
 def tfds_images_config(name: str, **overrides) -> ml_collections.ConfigDict:
@@ -57,7 +59,8 @@ def _read(source, image_key: str, label_key: str, limit: int):
 
 def load(d):
     """(class names, (train images, labels), (eval images, labels))."""
-    builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key))
+    builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key),
+                                                      OFFLINE)
     label = builder.info.features[d.label_key]
     return (list(label.names), _read(train, d.image_key, d.label_key, d.max_examples),
             _read(eval_, d.image_key, d.label_key, d.max_examples))

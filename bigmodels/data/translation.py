@@ -11,8 +11,9 @@ function of (seed, i); each process reads only its own rows. Eval is the first
 `data.eval_batches` full batches of the eval split, in order.
 
 Online, `tfds.data_source(download=True)` downloads and prepares the dataset (once, as
-array_record under data.tfds_dir). `data.mock_examples > 0` reads random mock examples
-instead (tfds.testing.mock_data), so the pipeline runs offline.
+array_record under data.tfds_dir); offline, that fails within seconds (tfds_source).
+`data.mock_examples > 0` reads random mock examples instead (tfds.testing.mock_data), so
+the pipeline runs offline.
 """
 
 import contextlib
@@ -21,13 +22,14 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import text_files, tokenizers
+from bigmodels.data import text_files, tfds_source, tokenizers
 from bigmodels.data.seq2seq import Seq2SeqData, pack
 from bigmodels.data.windows import rows_for_process
-from bigmodels.errors import BadInput
+from bigmodels.errors import BadInput, first_line
 from bigmodels.names import SEQ2SEQ_SPECIALS as SPECIALS
 
 _INFINITE = 2**62
+OFFLINE = "--config.data.mock_examples=64 (TFDS mock examples, nothing downloaded)"
 
 
 def _text(value) -> str:
@@ -45,10 +47,12 @@ def _pairs(source, indices, source_key: str, target_key: str):
 
 def open_split(name: str, split: str, data_dir: str, download: bool):
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=download)
-    except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
+        with tfds_source.few_retries():
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    except Exception as e:
+        hint = tfds_source.offline_hint(OFFLINE) if tfds_source.is_network_error(e) else ""
         raise BadInput(f"data.name / split: cannot open {name!r} split {split!r}: "
-                       f"{str(e).splitlines()[0]}") from None
+                       f"{type(e).__name__}: {first_line(e)}{hint}") from None
 
 
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1) -> Seq2SeqData:
@@ -66,6 +70,8 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
     # nothing downloaded (smoke tests, offline); train and eval are then the same text.
     mock = (tfds.testing.mock_data(num_examples=d.mock_examples) if d.mock_examples > 0
             else contextlib.nullcontext())
+    if d.mock_examples <= 0 and d.download:     # offline: fail in seconds, not minutes
+        tfds_source.reachable_builder(d.name, data_dir, OFFLINE)
     with mock:
         train_source = open_split(d.name, d.train_split, data_dir, d.download)
         eval_source = open_split(d.name, d.eval_split, data_dir, d.download)

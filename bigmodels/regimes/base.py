@@ -98,6 +98,8 @@ class Regime:
         pass
 
     def export_params(self, params, extra):
+        """The params `bigmodels.export` writes (host numpy trees); `extra` is this
+        regime's saved state.extra[name], or None when the checkpoint holds none."""
         return params
 
 

@@ -1,7 +1,8 @@
 """Start, signal and restart real training processes, and compare what they leave.
 
-Shared by tests/test_faults.py and benchmarks/fault_drill.py: a run is the CLI in a
-subprocess, so SIGKILL and SIGTERM hit it exactly as a scheduler's would.
+Shared by tests/test_faults.py, tests/test_interrupt.py and benchmarks/fault_drill.py: a
+run is the CLI in a subprocess, so SIGKILL, SIGTERM and SIGINT (Ctrl-C) hit it exactly as
+a scheduler's or a terminal's would.
 """
 
 import glob

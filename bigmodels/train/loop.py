@@ -1,7 +1,7 @@
 """The training loop: the only place with side effects (I/O, logging, checkpoints).
 
 `run` builds a run (train/setup.py) and hands it to a `Trainer`, whose methods each do
-one thing: restore or init, step, log, eval, checkpoint, preemption. A plain step (no
+one thing: restore or init, step, log, eval, checkpoint, stop signals. A plain step (no
 log, eval or checkpoint) does no device-to-host transfer and no cross-process
 collective: its batch was placed on the devices ahead of time by a background thread,
 and its metrics stay on device until the next log step.
@@ -15,8 +15,8 @@ import jax
 import tqdm
 
 from bigmodels import checkpoint, names, sharding
-from bigmodels.logging import MetricsLogger
-from bigmodels.preemption import Preempted, SigtermWatch
+from bigmodels.logging import MetricsLogger, logged_eval
+from bigmodels.preemption import InterruptedAgain, StopSignals
 from bigmodels.regimes import RunContext
 from bigmodels.train import setup, state as state_lib
 from bigmodels.train.evaluation import evaluate
@@ -50,8 +50,8 @@ class RunResult:
 class Trainer:
     """One run's loop over a built `Setup`, in the parts that make it up."""
 
-    def __init__(self, built: setup.Setup, workdir: str, sigterm: SigtermWatch):
-        self.built, self.workdir, self.sigterm = built, workdir, sigterm
+    def __init__(self, built: setup.Setup, workdir: str, signals: StopSignals):
+        self.built, self.workdir, self.signals = built, workdir, signals
         self.config, self.mesh, self.data, self.task = (built.config, built.mesh,
                                                         built.data, built.task)
         self.primary = jax.process_index() == 0
@@ -81,12 +81,22 @@ class Trainer:
             self.train_iter)
         if start is None:
             start, state = 0, self._initial_state()
+        elif self.complete(start, metadata):
+            print(f"run already complete at step {start}; nothing to do", flush=True)
         else:
             ignored = " (init_from is ignored when resuming)" if config.init_from else ""
             print(f"resumed from step {start} in {self.workdir}{ignored}", flush=True)
         self.state, self.saved = state, start
-        self.sigterm.saved_step = start or None
+        self.signals.saved_step = start or None
         return start, metadata
+
+    def complete(self, start: int, metadata: dict) -> bool:
+        """Whether the restored run has nothing left to do, its final eval included: a
+        stop during that eval saved the last step with the eval pending, and only the
+        log shows that a later run finished it (the step is not saved again)."""
+        if start < self.config.total_steps:
+            return False
+        return not metadata.get(EVAL_PENDING) or logged_eval(self.workdir, start)
 
     def _initial_state(self):
         """A fresh state, with params from `config.init_from` if it names a checkpoint."""
@@ -121,10 +131,10 @@ class Trainer:
 
     def evaluate(self, step: int) -> bool:
         """Evaluates and logs `step`, then runs the regimes' after-eval hooks (sample
-        images); False if a SIGTERM cut the eval short."""
+        images); False if a stop signal cut the eval short."""
         metrics = evaluate(self.eval_step, self.state, self.data.eval, self.place,
                            self.task.finalize_eval,
-                           interrupted=lambda i: self.sigterm.poll(i))
+                           interrupted=lambda i: self.signals.poll(i))
         if metrics is None:
             return False
         self.eval_metrics = metrics
@@ -133,21 +143,28 @@ class Trainer:
             regime.after_eval(self.run_context, step, self.state)
         return True
 
-    # --- checkpoint and preemption ---------------------------------------------------
+    # --- checkpoint and stop signals -------------------------------------------------
+
+    def committed(self, step: int | None) -> None:
+        """Notes a step whose save is confirmed: a second Ctrl-C names it."""
+        if step is not None:
+            self.signals.saved_step = step
 
     def save(self, step: int, eval_pending: bool = False) -> None:
         """Starts an async save of `step` with the data position of its last batch."""
+        self.committed(self.ckpt.wait())     # orbax runs one save at a time anyway
         self.ckpt.save(step, self.state, self.inputs.position(),
                        metadata={EVAL_PENDING: eval_pending,
                                  METRICS_WINDOW: list(self.metrics.window)})
         self.saved = step
 
-    def preempt(self, step: int, eval_pending: bool = False):
-        """Saves `step` synchronously (unless it already is) and stops the run."""
+    def stop(self, step: int, eval_pending: bool = False):
+        """Saves `step` synchronously (unless it already is) and stops the run with
+        Preempted (SIGTERM) or Interrupted (Ctrl-C)."""
         if self.saved != step:
             self.save(step, eval_pending)
-        self.ckpt.wait()
-        raise Preempted(step, self.workdir)
+        self.committed(self.ckpt.wait())
+        raise self.signals.stop(step)
 
     # --- the loop --------------------------------------------------------------------
 
@@ -169,12 +186,14 @@ class Trainer:
                         disable=not sys.stdout.isatty(), dynamic_ncols=True)
         try:
             if metadata.get(EVAL_PENDING) and not self.evaluate(start):
-                self.preempt(start, eval_pending=True)   # SIGTERM cut it short again
+                self.stop(start, eval_pending=True)   # a signal cut it short again
             for step in range(start + 1, config.total_steps + 1):
                 self.state, step_metrics = train_step(self.state, next(self.inputs))
                 self.metrics.record(step, step_metrics)
                 bar.update(1)
                 self._after_step(step, first=step == start + 1)
+        except InterruptedAgain:
+            raise                            # stop at once: no waiting for a save in flight
         except BaseException:
             self.ckpt.close(quiet=True)      # finish a save in flight; keep the first error
             raise
@@ -186,14 +205,14 @@ class Trainer:
             self.logger.close()
 
     def _after_step(self, step: int, first: bool) -> None:
-        """Logs, evals, saves and checks for SIGTERM as `step` asks; nothing on a
+        """Logs, evals, saves and checks for stop signals as `step` asks; nothing on a
         plain step."""
         config = self.config
         last = step == config.total_steps
         is_log = step % config.log_every == 0 or last
         is_eval = step % config.eval_every == 0 or last
         is_ckpt = step % config.ckpt_every == 0 or last
-        stop = self.sigterm.poll(step, force=is_ckpt)
+        stop = self.signals.poll(step, force=is_ckpt)
         if first or is_log or is_eval or is_ckpt or stop:
             # Fetched before anything is saved: under nan_policy=stop a non-finite
             # step raises here, so it never reaches a checkpoint.
@@ -201,14 +220,14 @@ class Trainer:
                 self.metrics.log(step)
             else:
                 self.metrics.fetch()
-        self.sigterm.deferred = True         # a step finished: a SIGTERM now saves it
+        self.signals.deferred = True         # a step finished: a stop signal now saves it
         if stop:
-            self.preempt(step, eval_pending=is_eval)
+            self.stop(step, eval_pending=is_eval)
         if is_eval and not self.evaluate(step):
-            self.preempt(step, eval_pending=True)
+            self.stop(step, eval_pending=True)
         if is_ckpt:
             self.save(step)
-        self.ckpt.poll()                     # a failed background save stops the run here
+        self.committed(self.ckpt.poll())     # a failed background save stops the run here
         if first or is_eval or is_ckpt:
             self.metrics.clock.restart()     # compilation, eval and saving are not step time
 
@@ -217,13 +236,15 @@ def run(config, workdir: str, devices=None) -> RunResult:
     """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     `devices` (default: all) is the device list the mesh is laid over. Raises BadInput
-    for bad config or data (nothing in `workdir` changed), Preempted on SIGTERM (after
-    saving), and RunFailed when training cannot go on.
+    for bad config or data (nothing in `workdir` changed), Preempted on SIGTERM and
+    Interrupted (a KeyboardInterrupt) on Ctrl-C, both after saving, InterruptedAgain on
+    a second Ctrl-C (at once), and RunFailed when training cannot go on. A run whose
+    checkpoint is already at `total_steps` returns at once, writing nothing.
     """
     jax.config.update("jax_threefry_partitionable", True)   # same init on any mesh
     check_config(config)
     check_workdir(workdir)
-    with SigtermWatch(workdir, config.preemption_check_every) as sigterm:
+    with StopSignals(workdir, config.preemption_check_every) as signals:
         built = setup.build(config, workdir, devices)
         config = built.config
         if jax.process_index() == 0:
@@ -232,8 +253,11 @@ def run(config, workdir: str, devices=None) -> RunResult:
                   f"{built.mesh.devices.flat[0].platform} devices", flush=True)
         if config.sample_at_end:
             built.data.tokenizer.encode(config.sample_at_end)   # fails now, not after training
-        trainer = Trainer(built, workdir, sigterm)
+        trainer = Trainer(built, workdir, signals)
         start, metadata = trainer.restore_or_init()
+        if trainer.complete(start, metadata):
+            trainer.ckpt.close()
+            return RunResult(trainer.state, {}, config, built.task, built.data)
         trainer.write_run_files()
         trainer.train(start, metadata)
     if config.sample_at_end and trainer.primary:

@@ -2,6 +2,8 @@
 
 import os
 
+import jax.numpy as jnp
+
 from bigmodels.config import check_renamed
 from bigmodels.errors import BadInput, require
 from bigmodels.host_devices import check_cpu_devices
@@ -16,6 +18,7 @@ def check_config(config) -> None:
             f"batch_size={config.batch_size} is not divisible by "
             f"grad_accum_steps={config.grad_accum_steps}")
     model = config.model
+    check_dtypes(model)
     if "num_heads" in model and "embed_dim" in model:
         require(model.num_heads > 0 and model.embed_dim % model.num_heads == 0,
                 f"model.num_heads={model.num_heads} does not divide "
@@ -38,6 +41,23 @@ def check_config(config) -> None:
             f"preemption_check_every must be positive, got {config.preemption_check_every}")
     require(config.nan_policy in ("stop", "skip"),
             f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
+
+
+# The dtypes a model computes in; its dtype keys take any name jnp.dtype resolves to one
+# of them ("half" too), and anything else would fail deep inside model building.
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+def check_dtypes(model) -> None:
+    """Every `model.dtype` / `model.*_dtype` key names a float dtype."""
+    for key, value in model.items():
+        if key == "dtype" or key.endswith("_dtype"):
+            try:
+                name = jnp.dtype(value).name if isinstance(value, str) else None
+            except TypeError:
+                name = None
+            require(name in DTYPES,
+                    f"model.{key}={value!r}: unknown dtype; valid: {', '.join(DTYPES)}")
 
 
 def check_batch_split(config, data_parallel: int) -> None:
