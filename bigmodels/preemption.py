@@ -135,7 +135,6 @@ class StopSignals:
         outer = getattr(self._previous.get(signal.SIGINT), "__self__", None)
         if isinstance(outer, StopSignals):
             outer.received = outer.received or self.received
-            outer.deferred = outer.deferred or self.deferred
             if self.saved_step is not None:
                 outer.saved_step = self.saved_step
         for signum, previous in self._previous.items():

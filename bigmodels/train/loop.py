@@ -199,6 +199,7 @@ class Trainer:
             raise
         else:
             self.ckpt.close()
+            self.committed(self.saved)       # close() raised if the last save failed
         finally:
             self.inputs.close()
             bar.close()
