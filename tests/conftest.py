@@ -3,12 +3,17 @@
 import os
 
 # The tests' programs are tiny and compiled once or twice each, so compiling dominates
-# their time: LLVM's backend optimisations off cut a test's CPU time by about a third
-# (tests/test_accumulation.py + test_regimes.py: 52 -> 35 CPU s). Only the machine code
-# changes, not the HLO passes, so sharding, memory and bit-equality checks are unaffected.
+# their time. LLVM's backend optimisations off cut a test's CPU time by about a third
+# (tests/test_accumulation.py + test_regimes.py: 52 -> 35 CPU s). XLA:CPU's older
+# elemental emitters in place of its MLIR fusion emitters cut compiling by another third
+# (the train steps of five :tiny experiments, `benchmarks/compile_time.py`: 22-26 -> 15
+# CPU s; the suite: 909 -> 742 s on 2 cores). Only code generation changes, not the HLO
+# passes, so sharding, memory and bit-equality checks are unaffected. Subprocesses that
+# set XLA_FLAGS of their own keep these (FAST_COMPILE_FLAGS).
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8"
-                           " --xla_backend_optimization_level=0").strip()
+                           " --xla_force_host_platform_device_count=8 " +
+                           FAST_COMPILE_FLAGS).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pathlib  # noqa: E402

@@ -8,11 +8,12 @@ import sys
 import pytest
 
 from bigmodels import dry_run
+from conftest import FAST_COMPILE_FLAGS
 from helpers import ROOT, experiment_config
 
 
 def _cli(*args, timeout=600):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {**os.environ, "XLA_FLAGS": FAST_COMPILE_FLAGS}     # --target_devices sets the count
     return subprocess.run([sys.executable, "-m", "bigmodels.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from conftest import FAST_COMPILE_FLAGS
 from helpers import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ echo "finished"
 @pytest.mark.slow
 def test_local_sh_runs_two_processes(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "CPU_DEVICES_PER_PROCESS": "4",
-           "XLA_FLAGS": ""}
+           "XLA_FLAGS": FAST_COMPILE_FLAGS}      # local.sh adds the device count
     done = subprocess.run(
         ["bash", str(LAUNCH / "local.sh"), "2", "--config=experiments/quickstart.py:tiny",
          f"--workdir={tmp_path / 'run'}", "--config.mesh.data=2", "--config.mesh.fsdp=4"],

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bigmodels import data as data_lib, train
+from conftest import FAST_COMPILE_FLAGS
 from helpers import experiment_config, read_metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,7 +32,7 @@ def _free_port() -> int:
 
 def _start(corpus: str, workdir, outputs=()) -> list[subprocess.Popen]:
     """Starts the worker as 2 processes with 4 fake CPU devices each."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=4 {FAST_COMPILE_FLAGS}",
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join(
                [HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
     port = _free_port()

@@ -270,7 +270,9 @@ def test_ctc_trains_on_a_mixed_mesh(tmp_path):
     c.optim.update(name="adam", lr=1e-2, clip_norm=1.0)
     c.data = _espeak_config(tmp_path, num_train=32, num_eval=16, eval_batches=1, max_words=2,
                             max_frames=160, max_label_len=16)
-    c.mesh.update(data=2, fsdp=2, tensor=2)
+    # FSDP x data, no tensor axis: a tensor-sharded LSTM gathers its hidden state at every
+    # time step, 3x slower a step here (tests/test_rnn.py trains one on the full mesh).
+    c.mesh.update(data=4, fsdp=2, tensor=1)
     result = train.run(c, str(tmp_path / "run"))
     losses = read_metrics(str(tmp_path / "run"))
     assert np.mean([losses[s] for s in range(16, 21)]) < 0.7 * losses[1], losses

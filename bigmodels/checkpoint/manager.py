@@ -99,8 +99,23 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {first_line(error)}"
 
 
+# Orbax splits each replicated shard among its replicas, so that every replica writes a
+# part ("replica-parallel"). Each part is cut on its device by a `slice` compiled once per
+# device and shape: a tiny T5 on 8 CPU devices compiled 104 of them in its first save,
+# 2.6 of its 10.5 s. Below 1 MiB per part there is nothing to gain from splitting, so
+# such an array is written whole by its first replica; bigger ones are still split.
+MIN_BYTES_PER_REPLICA_PART = 1 << 20
+
+
+def _write_small_arrays_whole() -> None:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(
+            min_slice_bytes_for_replica_parallel=MIN_BYTES_PER_REPLICA_PART), override=True)
+
+
 class Checkpointer:
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+        _write_small_arrays_whole()
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
         options = ocp.CheckpointManagerOptions(
