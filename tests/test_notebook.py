@@ -15,7 +15,7 @@ NOTEBOOKS = sorted(glob.glob(str(ROOT / "notebooks" / "*.ipynb")))
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_executes(path, monkeypatch):
-    monkeypatch.setenv("QUICKSTART_STEPS", "30")   # the loss falls well within 30
+    monkeypatch.setenv("QUICKSTART_STEPS", "15")   # the loss falls well within 15
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # The kernel runs as a reader's would: one CPU device and optimised code, not the
     # 8 devices and compile-fast flags of the tests (30 steps: 29 s, not 42 s).

@@ -74,14 +74,33 @@ def export_params(path: str, out_dir: str, step: int | None = None, transform=No
     params = load(path, step)
     if transform is not None:
         params = transform(params)
+
+    def write(tmp: str) -> None:
+        save_params(tmp, params)
+        for f in files:
+            shutil.copyfile(f, os.path.join(tmp, os.path.basename(f)))
+    return write_atomically(out_dir, write)
+
+
+def save_params(directory: str, params) -> None:
+    """The params as an export's pytree, {"params": params}, in `directory` (made first;
+    orbax replaces it, so the run files go in after)."""
+    ocp.PyTreeCheckpointer().save(directory, {"params": params}, force=True)
+
+
+def write_atomically(out_dir: str, write) -> str:
+    """Calls `write(tmp)` on a new hidden sibling of `out_dir` (which must not exist or
+    be empty), then renames it into place; returns the absolute `out_dir`. A failure or
+    a kill leaves no partial `out_dir`."""
+    out_dir = os.path.abspath(out_dir)
+    check_export_out(out_dir)
     parent, name = os.path.split(out_dir)
     os.makedirs(parent, exist_ok=True)
     # Hidden and unique: a killed export leaves only this, never a partial <out>.
     tmp = os.path.join(parent, f".{name}.export-{uuid.uuid4().hex[:8]}")
     try:
-        ocp.PyTreeCheckpointer().save(tmp, {"params": params})
-        for f in files:
-            shutil.copyfile(f, os.path.join(tmp, os.path.basename(f)))
+        os.makedirs(tmp)
+        write(tmp)
         check_export_out(out_dir)                           # it may have appeared meanwhile
         try:
             os.replace(tmp, out_dir)

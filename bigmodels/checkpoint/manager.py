@@ -107,10 +107,15 @@ def _first_line(error: Exception) -> str:
 MIN_BYTES_PER_REPLICA_PART = 1 << 20
 
 
+_registered = []
+
+
 def _write_small_arrays_whole() -> None:
-    ocp.type_handlers.register_type_handler(
-        jax.Array, ocp.type_handlers.ArrayHandler(
-            min_slice_bytes_for_replica_parallel=MIN_BYTES_PER_REPLICA_PART), override=True)
+    if not _registered:           # once per process: orbax logs every re-registration
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(
+                min_slice_bytes_for_replica_parallel=MIN_BYTES_PER_REPLICA_PART), override=True)
+        _registered.append(True)
 
 
 class Checkpointer:

@@ -1,4 +1,6 @@
-"""Character- and byte-level tokenizers, saved as JSON with the run (never pickled)."""
+"""Tokenizers, saved as JSON with the run (never pickled): character- and byte-level
+ones of our own, and any Hugging Face `tokenizers` tokenizer (`hf:<dir or file>`), kept
+as its own `tokenizer.json`, which transformers and the `tokenizers` library load as is."""
 
 import json
 import os
@@ -23,6 +25,27 @@ class ByteTokenizer:
 
     def to_json(self) -> dict:
         return {"kind": self.kind}
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each byte value: printable Latin-1 bytes stand for
+    themselves, the other 68 take the code points from 256 up, in byte order."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    others = iter(range(256, 512))
+    return [chr(b) if b in kept else chr(next(others)) for b in range(256)]
+
+
+def hf_byte_tokenizer():
+    """The byte tokenizer as a Hugging Face `tokenizers.Tokenizer`: a byte-level BPE with
+    no merges whose ids are the byte values, so that transformers' pipelines read a model
+    trained here on bytes. Encodes every string as `ByteTokenizer` does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    vocab = {symbol: b for b, symbol in enumerate(_byte_symbols())}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
 
 
 class CharTokenizer:
@@ -54,6 +77,42 @@ class CharTokenizer:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "chars": self.chars}
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizers.Tokenizer` (BPE, WordPiece, Unigram, ...)."""
+    kind = "hf"
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    @classmethod
+    def from_file(cls, path: str) -> "HFTokenizer":
+        from tokenizers import Tokenizer
+        if os.path.isdir(path):
+            path = os.path.join(path, "tokenizer.json")
+        try:
+            return cls(Tokenizer.from_file(path))
+        except Exception as e:            # the Rust side raises plain Exceptions
+            raise BadInput(f"data.tokenizer: {path}: not a readable tokenizer.json "
+                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+    def encode(self, text: bytes | str) -> np.ndarray:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        return np.asarray(self.tokenizer.encode(text, add_special_tokens=False).ids, np.int32)
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(np.asarray(ids).tolist(), skip_special_tokens=False)
+
+    def to_json(self) -> dict:
+        return json.loads(self.tokenizer.to_str())
+
+
+def is_hf_json(spec: dict) -> bool:
+    """An HF tokenizer.json (not one of ours, which has "kind")."""
+    return "kind" not in spec and "model" in spec
 
 
 class WithSpecials:
@@ -90,6 +149,9 @@ class WithSpecials:
 
 
 def from_json(spec: dict):
+    if is_hf_json(spec):
+        from tokenizers import Tokenizer
+        return HFTokenizer(Tokenizer.from_str(json.dumps(spec)))
     if spec.get("specials"):
         return WithSpecials(from_json({k: v for k, v in spec.items() if k != "specials"}),
                             tuple(spec["specials"]))
@@ -97,7 +159,8 @@ def from_json(spec: dict):
         return ByteTokenizer()
     if spec.get("kind") == "char":
         return CharTokenizer(spec["chars"])
-    raise BadInput(f"tokenizer: unknown kind {spec.get('kind')!r} (byte | char)")
+    raise BadInput(f"tokenizer: unknown kind {spec.get('kind')!r} (byte | char | an HF "
+                   f"tokenizer.json)")
 
 
 def save(tokenizer, path: str) -> None:
@@ -123,4 +186,6 @@ def build(kind: str, corpus: bytes, specials: tuple[str, ...] = ()):
         return ByteTokenizer()
     if kind == "char":
         return CharTokenizer.from_text(corpus.decode("utf-8", errors="replace"))
-    raise BadInput(f"data.tokenizer: unknown tokenizer {kind!r} (byte | char)")
+    if kind.startswith("hf:"):
+        return HFTokenizer.from_file(kind[len("hf:"):])
+    raise BadInput(f"data.tokenizer: unknown tokenizer {kind!r} (byte | char | hf:<path>)")

@@ -1,0 +1,48 @@
+"""Converts between Hugging Face model directories and bigmodels runs:
+
+    python -m bigmodels.convert --from_hf=<dir | hub id> --workdir=<new dir>
+    python -m bigmodels.convert --to_hf=<new dir> --workdir=<run or export> [--step=N]
+
+An import writes a self-contained export (params, config.json, tokenizer.json) that
+`bigmodels.sample --workdir`, `--config.init_from` and `bigmodels.checkpoint.load` read.
+An export writes config.json, model.safetensors (sharded over 5 GB) and tokenizer.json,
+which transformers' Auto classes load. Weights are read without torch; a pickled
+pytorch_model.bin is refused.
+"""
+
+import os
+
+from absl import flags, logging
+
+from bigmodels.cli import fail, run_main
+
+_FROM_HF = flags.DEFINE_string("from_hf", None, "HF model directory or hub id to import.")
+_TO_HF = flags.DEFINE_string("to_hf", None, "Directory to create with the HF model.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Import: the directory to create. Export: a run or export.")
+_STEP = flags.DEFINE_integer("step", None, "Export: the step; default the latest committed.")
+
+
+def _size_mb(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files) / 1e6
+
+
+def main(argv):
+    if not _WORKDIR.value:
+        fail("--workdir: required")
+    if bool(_FROM_HF.value) == bool(_TO_HF.value):
+        fail("give exactly one of --from_hf (import) and --to_hf (export)")
+    logging.set_verbosity(logging.ERROR)
+    from bigmodels.convert import hf
+    if _FROM_HF.value:
+        out = hf.import_hf(_FROM_HF.value, _WORKDIR.value)
+        print(f"imported {_FROM_HF.value} to {out}: {_size_mb(out):.1f} MB")
+    else:
+        out = hf.export_hf(_WORKDIR.value, _TO_HF.value, _STEP.value)
+        print(f"exported {_WORKDIR.value} to {out}: {_size_mb(out):.1f} MB, "
+              f"{', '.join(sorted(os.listdir(out)))}")
+
+
+if __name__ == "__main__":
+    run_main(main)

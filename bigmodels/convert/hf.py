@@ -1,0 +1,160 @@
+"""Hugging Face checkpoints in and out.
+
+Import: HF `config.json` -> our model config (the architecture's own mapping), the
+weights through the architecture's key map into our param names and layouts, checked
+against the shapes the config gives, and the tokenizer's `tokenizer.json` as the run's
+tokenizer. The result is a self-contained export (`bigmodels.checkpoint.exports`):
+`bigmodels.sample`, `--config.init_from` and `bigmodels.checkpoint.load` read it.
+
+Export: a run or an export -> `config.json`, `model.safetensors` (sharded with an
+index over 5 GB) and the tokenizer files, which transformers' `Auto*` classes load.
+"""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigmodels.checkpoint import exports, load, tree
+from bigmodels.config import base_config
+from bigmodels.convert import gpt2, safetensors_io
+from bigmodels.data import tokenizers
+from bigmodels.errors import BadInput
+from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
+
+# model_type in HF's config.json -> the module that maps it.
+ARCHITECTURES = {gpt2.MODEL_TYPE: gpt2}
+# Our model name -> the architecture its runs export to.
+EXPORTS = {"gpt": gpt2}
+HF_CONFIG = "config.json"
+HF_TOKENIZER = "tokenizer.json"
+
+
+def local_dir(source: str) -> str:
+    """`source` itself when it is a directory; else a hub id, fetched (weights in
+    safetensors, config and tokenizer only) into the Hugging Face cache."""
+    if os.path.isdir(source):
+        return os.path.abspath(source)
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise BadInput(f"--from_hf: {source}: no such directory")
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(source, allow_patterns=[
+            HF_CONFIG, HF_TOKENIZER, "*.safetensors", safetensors_io.INDEX_FILE,
+            "tokenizer_config.json", "special_tokens_map.json"])
+    except Exception as e:            # offline, unknown repo, gated repo: one line each
+        raise BadInput(f"--from_hf: {source}: not a local directory, and the hub download "
+                       f"failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def read_hf_config(directory: str) -> dict:
+    path = os.path.join(directory, HF_CONFIG)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: not found; not a Hugging Face model directory") from None
+    except ValueError as e:
+        raise BadInput(f"{path}: not valid JSON ({e})") from None
+
+
+def architecture(hf_config: dict, path: str):
+    model_type = hf_config.get("model_type")
+    if model_type not in ARCHITECTURES:
+        raise BadInput(f"{path}: model_type {model_type!r} has no mapping here (known: "
+                       f"{', '.join(sorted(ARCHITECTURES))})")
+    return ARCHITECTURES[model_type]
+
+
+def run_config(hf_config: dict, directory: str):
+    """The resolved config an imported model is saved with."""
+    from bigmodels.models.gpt import gpt_config
+    arch = architecture(hf_config, directory)
+    config = base_config()
+    config.task = "causal_lm"
+    try:
+        config.model = gpt_config(**arch.model_from_hf(hf_config))
+    except KeyError as e:
+        raise BadInput(f"{os.path.join(directory, HF_CONFIG)}: no {e.args[0]!r}, which a "
+                       f"{hf_config['model_type']} config needs") from None
+    if os.path.isfile(os.path.join(directory, HF_TOKENIZER)):
+        config.data.tokenizer = f"hf:{directory}"
+    return config
+
+
+def param_shapes(model_config) -> dict[str, tuple]:
+    """{param name: shape} of the model `model_config` builds, without allocating it."""
+    from flax import linen as nn
+    from bigmodels import models
+    model = models.build(model_config)
+    tokens = jnp.zeros((1, min(8, model_config.context_length)), jnp.int32)
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens))["params"]
+    return {name: tuple(leaf.shape) for name, leaf in tree.flatten(nn.meta.unbox(abstract)).items()}
+
+
+def import_hf(source: str, workdir: str) -> str:
+    """Converts the HF model at `source` (a directory or a hub id) into a new export at
+    `workdir`; returns its absolute path."""
+    exports.check_export_out(workdir)
+    directory = local_dir(source)
+    hf_config = read_hf_config(directory)
+    arch = architecture(hf_config, directory)
+    safetensors_io.shard_files(directory)        # refuse pickled or absent weights first
+    config = run_config(hf_config, directory)
+    shapes = param_shapes(config.model)
+    tensors = ((arch.hf_name(n), a) for n, a in safetensors_io.read_tensors(directory))
+    flat = arch.KEYS.to_ours(tensors, arch.dims(config.model), shapes)
+    params = tree.unflatten({k: v.astype(np.float32, copy=False) for k, v in flat.items()})
+    if config.model.get("scan_layers"):
+        from bigmodels.nn.transformer import stack_layers
+        params = stack_layers(params, config.model.num_layers)
+
+    def write(tmp: str) -> None:
+        exports.save_params(tmp, params)
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+            f.write(config.to_json(indent=2))
+        if os.path.isfile(os.path.join(directory, HF_TOKENIZER)):
+            shutil.copyfile(os.path.join(directory, HF_TOKENIZER),
+                            os.path.join(tmp, TOKENIZER_FILE))
+    return exports.write_atomically(workdir, write)
+
+
+def export_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
+    """Writes the run or export at `workdir` as an HF model directory at `out_dir`."""
+    exports.check_export_out(out_dir)
+    source = exports.run_dir(workdir, step)
+    config = exports.read_config(source)
+    name = config.model.get("name")
+    if name not in EXPORTS:
+        raise BadInput(f"model.name={name!r} has no Hugging Face counterpart here (exportable: "
+                       f"{', '.join(sorted(EXPORTS))})")
+    arch = EXPORTS[name]
+    hf_config = arch.hf_from_model(config.model)
+    params = load(workdir, step)
+    if config.model.get("scan_layers"):
+        from bigmodels.nn.transformer import unstack_layers
+        params = unstack_layers(params, config.model.num_layers)
+    flat = {name: np.asarray(a, np.float32) for name, a in tree.flatten(params).items()}
+    # Options that HF expresses with zeros (no biases) get them, at the shapes HF expects.
+    for name, shape in param_shapes(arch.with_hf_options(config.model)).items():
+        if name not in flat and name.endswith("/bias"):
+            flat[name] = np.zeros(shape, np.float32)
+    tensors = arch.KEYS.to_hf(flat, arch.dims(config.model))
+    tokenizer = os.path.join(source, TOKENIZER_FILE)
+
+    def write(tmp: str) -> None:
+        safetensors_io.write_tensors(tmp, tensors)
+        with open(os.path.join(tmp, HF_CONFIG), "w") as f:
+            json.dump(hf_config, f, indent=2)
+        if os.path.isfile(tokenizer):
+            with open(tokenizer) as f:
+                spec = json.load(f)
+            if tokenizers.is_hf_json(spec):
+                shutil.copyfile(tokenizer, os.path.join(tmp, HF_TOKENIZER))
+            elif spec == {"kind": "byte"}:     # ids are byte values: a merge-free byte BPE
+                tokenizers.hf_byte_tokenizer().save(os.path.join(tmp, HF_TOKENIZER))
+            # A char tokenizer (or one with specials) is not exported yet: weights only.
+    return exports.write_atomically(out_dir, write)

@@ -1,0 +1,94 @@
+"""A key map: one table per architecture that converts params in both directions.
+
+Each `Row` names a Hugging Face tensor, the bigmodels param it becomes and how its
+array changes on the way in (`to_ours`) and out (`to_hf`). `{i}` in both names stands
+for the layer index. One table serves import and export, so the two cannot drift.
+"""
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from bigmodels.checkpoint.tree import listed
+from bigmodels.errors import BadInput
+
+
+def identity(array: np.ndarray, dims: dict) -> np.ndarray:
+    return array
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    hf: str                                              # "h.{i}.attn.c_attn.weight"
+    ours: str                                            # "block_{i}/attn/qkv/kernel"
+    to_ours: Callable[[np.ndarray, dict], np.ndarray] = identity
+    to_hf: Callable[[np.ndarray, dict], np.ndarray] = identity
+
+
+def _pattern(template: str, escape) -> re.Pattern:
+    return re.compile("^" + escape(template).replace(escape("{i}"), r"(\d+)") + "$")
+
+
+class KeyMap:
+    def __init__(self, rows: Iterable[Row], ignored_hf: Iterable[str] = ()):
+        self.rows = list(rows)
+        self._hf = [(_pattern(r.hf, re.escape), r) for r in self.rows]
+        self._ours = [(_pattern(r.ours, re.escape), r) for r in self.rows]
+        self._ignored = [re.compile(p) for p in ignored_hf]
+
+    def expected_ours(self, num_layers: int) -> set[str]:
+        names = set()
+        for row in self.rows:
+            layers = range(num_layers) if "{i}" in row.ours else [None]
+            names.update(row.ours.replace("{i}", str(i)) for i in layers)
+        return names
+
+    def to_ours(self, tensors: Iterable[tuple[str, np.ndarray]], dims: dict,
+                expected: dict[str, tuple]) -> dict[str, np.ndarray]:
+        """{our param name: array} from HF (name, array) pairs. `expected` gives every
+        param's shape; a missing, unexpected or misshapen tensor is BadInput."""
+        out, unexpected = {}, []
+        for name, array in tensors:
+            for pattern, row in self._hf:
+                match = pattern.match(name)
+                if match:
+                    ours = row.ours.replace("{i}", match.group(1)) if match.groups() else row.ours
+                    converted = row.to_ours(array, dims)
+                    if ours not in expected:
+                        unexpected.append(name)
+                    elif tuple(converted.shape) != tuple(expected[ours]):
+                        raise BadInput(f"{name}: shape {tuple(array.shape)} does not fit "
+                                       f"{ours} {tuple(expected[ours])} of the config")
+                    else:
+                        out[ours] = converted
+                    break
+            else:
+                if not any(p.search(name) for p in self._ignored):
+                    unexpected.append(name)
+        missing = sorted(set(expected) - set(out))
+        if missing or unexpected:
+            raise BadInput(f"checkpoint does not match the config: missing {_few(missing)}, "
+                           f"unexpected {_few(sorted(unexpected))}")
+        return out
+
+    def to_hf(self, params: dict[str, np.ndarray], dims: dict) -> dict[str, np.ndarray]:
+        """{HF tensor name: array} from our flat {param name: array}; every param must map."""
+        out, unmapped = {}, []
+        for name, array in params.items():
+            for pattern, row in self._ours:
+                match = pattern.match(name)
+                if match:
+                    hf = row.hf.replace("{i}", match.group(1)) if match.groups() else row.hf
+                    out[hf] = np.asarray(row.to_hf(np.asarray(array), dims))
+                    break
+            else:
+                unmapped.append(name)
+        if unmapped:
+            raise BadInput(f"params with no Hugging Face counterpart: {_few(unmapped)}")
+        return out
+
+
+def _few(names: list[str]) -> str:
+    return listed(names) if names else "none"
