@@ -33,7 +33,8 @@ def _data_dir(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
     """Compiled programs are kept for the session in a directory of this process's own
-    (each xdist worker has one; subprocesses compile afresh): the many runs that repeat
+    (each xdist worker has one; subprocesses compile afresh, but for the fault tests'
+    restarts, which share one per test): the many runs that repeat
     a config (resume, fine-tune and refusal tests, shared fixtures) compile it once.
     Compiling dominates these tests' time. BIGMODELS_TEST_COMPILATION_CACHE=0 turns it
     off; `fresh_compiles` turns it off for one test."""

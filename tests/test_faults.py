@@ -30,8 +30,13 @@ def _args(corpus):
 
 
 def _process(corpus, tmp_path, name, env=None):
+    # The restarts of one test share a compilation cache of their own: each restart
+    # compiled the same programs afresh (about 4 s each). They run one after another, and
+    # a torn entry (a kill mid-write) would only be read as a miss, with a warning.
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     return TrainProcess(_args(corpus), str(tmp_path / name), str(tmp_path / f"{name}-log"),
-                        cwd=ROOT, env=env)
+                        cwd=ROOT, env={**cache, **(env or {})})
 
 
 def _holdable(corpus, tmp_path, name):

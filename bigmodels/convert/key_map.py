@@ -27,23 +27,17 @@ class Row:
     to_hf: Callable[[np.ndarray, dict], np.ndarray] = identity
 
 
-def _pattern(template: str, escape) -> re.Pattern:
-    return re.compile("^" + escape(template).replace(escape("{i}"), r"(\d+)") + "$")
+def _pattern(template: str) -> re.Pattern:
+    """The names a template stands for: `{i}` matches a layer index."""
+    return re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(\d+)") + "$")
 
 
 class KeyMap:
     def __init__(self, rows: Iterable[Row], ignored_hf: Iterable[str] = ()):
         self.rows = list(rows)
-        self._hf = [(_pattern(r.hf, re.escape), r) for r in self.rows]
-        self._ours = [(_pattern(r.ours, re.escape), r) for r in self.rows]
+        self._hf = [(_pattern(r.hf), r) for r in self.rows]
+        self._ours = [(_pattern(r.ours), r) for r in self.rows]
         self._ignored = [re.compile(p) for p in ignored_hf]
-
-    def expected_ours(self, num_layers: int) -> set[str]:
-        names = set()
-        for row in self.rows:
-            layers = range(num_layers) if "{i}" in row.ours else [None]
-            names.update(row.ours.replace("{i}", str(i)) for i in layers)
-        return names
 
     def to_ours(self, tensors: Iterable[tuple[str, np.ndarray]], dims: dict,
                 expected: dict[str, tuple]) -> dict[str, np.ndarray]:

@@ -1,8 +1,8 @@
 """Is a corpus text? Checked by streaming its files before any dataset is prepared.
 
-The char tokenizer needs UTF-8 text: the first byte that is not refuses the run, named
-by file and offset, so every byte the corpus uses is read (as the char tokenizer's build
-decodes them all anyway). The byte tokenizer takes any bytes, but a NUL byte in the
+The char, bpe: and hf: tokenizers need UTF-8 text: the first byte that is not refuses
+the run, named by file and offset, so every byte the corpus uses is read (as their builds
+decode them all anyway). The byte tokenizer takes any bytes, but a NUL byte in the
 first SNIFF_BYTES of the corpus means it is most likely a binary (an executable, an
 image), so it gets one warning line on stderr.
 """
@@ -53,11 +53,11 @@ def _decode(decoder, chunk: bytes, pos: int, final: bool = False) -> int | None:
 
 def check_text(paths: list[str], tokenizer: str, max_bytes: int = 0,
                per_file: bool = False) -> None:
-    """Refuses a file that is not UTF-8 for the char tokenizer; warns once about the
-    first one with NUL bytes. Reads only the bytes the corpus uses: `max_bytes` of the
-    files joined, or of each file with `per_file` (text_classes); of a byte corpus, at
-    most SNIFF_BYTES in all."""
-    utf8 = tokenizer == "char"
+    """Refuses a file that is not UTF-8 for a tokenizer of text (char, bpe:, hf:);
+    warns once about the first one with NUL bytes. Reads only the bytes the corpus
+    uses: `max_bytes` of the files joined, or of each file with `per_file`
+    (text_classes); of a byte corpus, at most SNIFF_BYTES in all."""
+    utf8 = tokenizer == "char" or tokenizer.startswith(("bpe:", "hf:"))   # tokenizers of text
     budget = max_bytes or sys.maxsize
     sniff = sys.maxsize if utf8 else SNIFF_BYTES
     binary = None
@@ -65,7 +65,7 @@ def check_text(paths: list[str], tokenizer: str, max_bytes: int = 0,
         bad, nul, read = scan(path, min(budget, sniff), utf8)
         if bad is not None:
             raise BadInput(f"data.path {path}: not UTF-8 text at byte {bad} "
-                           f"(data.tokenizer=char needs text; use data.tokenizer=byte for "
+                           f"(data.tokenizer={tokenizer} needs text; use data.tokenizer=byte for "
                            f"arbitrary bytes)")
         if nul is not None and binary is None:
             binary = (path, nul)

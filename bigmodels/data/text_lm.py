@@ -34,7 +34,7 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
     if resumed:                                  # keep the run's own vocabulary
         tokenizer = tokenizers.load(tokenizer_path)
     else:
-        tokenizer = tokenizers.build(d.tokenizer, splits["train"] + splits["validation"])
+        tokenizer = tokenizers.build(d.tokenizer, splits["train"], heldout=splits["validation"])
     train_ids = tokenizer.encode(splits["train"])
     eval_ids = tokenizer.encode(splits["validation"])
     window = (d.seq_len or config.model.context_length) + 1

@@ -149,12 +149,12 @@ class WithSpecials:
 
 
 def from_json(spec: dict):
+    if spec.get("specials"):             # ours, on top of any base (an HF one too)
+        return WithSpecials(from_json({k: v for k, v in spec.items() if k != "specials"}),
+                            tuple(spec["specials"]))
     if is_hf_json(spec):
         from tokenizers import Tokenizer
         return HFTokenizer(Tokenizer.from_str(json.dumps(spec)))
-    if spec.get("specials"):
-        return WithSpecials(from_json({k: v for k, v in spec.items() if k != "specials"}),
-                            tuple(spec["specials"]))
     if spec.get("kind") == "byte":
         return ByteTokenizer()
     if spec.get("kind") == "char":
@@ -178,14 +178,46 @@ def load(path: str):
         raise BadInput(f"tokenizer file {path}: {e}") from None
 
 
-def build(kind: str, corpus: bytes, specials: tuple[str, ...] = ()):
-    """A tokenizer of `kind` for `corpus`, with `specials` (if any) after its vocabulary."""
+def train_bpe(corpus: bytes, vocab_size: int) -> HFTokenizer:
+    """A byte-level BPE (GPT-2's scheme) of `vocab_size` tokens learnt from `corpus` with
+    the `tokenizers` library: the 256 byte symbols, then merges by frequency."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(alphabet):
+        raise BadInput(f"data.tokenizer=bpe:{vocab_size}: the vocabulary needs at least the "
+                       f"{len(alphabet)} byte symbols")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet,
+                                  show_progress=False)
+    text = corpus.decode("utf-8", errors="replace")
+    step = 1 << 20                    # the trainer counts words chunk by chunk, in parallel
+    tokenizer.train_from_iterator((text[i:i + step] for i in range(0, len(text), step)),
+                                  trainer)
+    return HFTokenizer(tokenizer)
+
+
+def _bpe_size(kind: str) -> int:
+    try:
+        return int(kind[len("bpe:"):])
+    except ValueError:
+        raise BadInput(f"data.tokenizer={kind!r}: expected bpe:<vocabulary size>") from None
+
+
+def build(kind: str, corpus: bytes, specials: tuple[str, ...] = (), heldout: bytes = b""):
+    """A tokenizer of `kind` for `corpus`, with `specials` (if any) after its vocabulary.
+    `heldout` text only widens a char vocabulary (so that it encodes the eval split); a
+    BPE learns from `corpus` alone."""
     if specials:
-        return WithSpecials(build(kind, corpus), specials)
+        return WithSpecials(build(kind, corpus, heldout=heldout), specials)
     if kind == "byte":
         return ByteTokenizer()
     if kind == "char":
-        return CharTokenizer.from_text(corpus.decode("utf-8", errors="replace"))
+        return CharTokenizer.from_text((corpus + heldout).decode("utf-8", errors="replace"))
     if kind.startswith("hf:"):
         return HFTokenizer.from_file(kind[len("hf:"):])
-    raise BadInput(f"data.tokenizer: unknown tokenizer {kind!r} (byte | char | hf:<path>)")
+    if kind.startswith("bpe:"):
+        return train_bpe(corpus, _bpe_size(kind))
+    raise BadInput(f"data.tokenizer: unknown tokenizer {kind!r} "
+                   f"(byte | char | bpe:<vocabulary size> | hf:<path>)")
