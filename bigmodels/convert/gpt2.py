@@ -8,7 +8,9 @@ kernels; the fused q/k/v weight splits as (D, 3, heads, head_dim) in that order.
 from bigmodels.convert.key_map import KeyMap, Row
 from bigmodels.errors import BadInput
 
-MODEL_TYPE = "gpt2"
+MODEL_TYPE = "gpt2"          # HF's config.json
+MODEL_NAME = "gpt"           # ours: bigmodels.models
+TASK = "causal_lm"
 
 
 def _split_heads(array, dims):               # (D, 3D) -> (D, 3, H, hd); (3D,) -> (3, H, hd)

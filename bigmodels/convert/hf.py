@@ -25,10 +25,11 @@ from bigmodels.data import tokenizers
 from bigmodels.errors import BadInput
 from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
 
-# model_type in HF's config.json -> the module that maps it.
-ARCHITECTURES = {gpt2.MODEL_TYPE: gpt2}
+# model_type in HF's config.json -> the module that maps it (its MODEL_TYPE, MODEL_NAME,
+# TASK, KEYS, hf_name, model_from_hf, hf_from_model, with_hf_options and dims).
+ARCHITECTURES = {arch.MODEL_TYPE: arch for arch in (gpt2,)}
 # Our model name -> the architecture its runs export to.
-EXPORTS = {"gpt": gpt2}
+EXPORTS = {arch.MODEL_NAME: arch for arch in ARCHITECTURES.values()}
 HF_CONFIG = "config.json"
 HF_TOKENIZER = "tokenizer.json"
 
@@ -71,12 +72,12 @@ def architecture(hf_config: dict, path: str):
 
 def run_config(hf_config: dict, directory: str):
     """The resolved config an imported model is saved with."""
-    from bigmodels.models.gpt import gpt_config
+    from bigmodels.models import model_config
     arch = architecture(hf_config, directory)
     config = base_config()
-    config.task = "causal_lm"
+    config.task = arch.TASK
     try:
-        config.model = gpt_config(**arch.model_from_hf(hf_config))
+        config.model = model_config(arch.MODEL_NAME, **arch.model_from_hf(hf_config))
     except KeyError as e:
         raise BadInput(f"{os.path.join(directory, HF_CONFIG)}: no {e.args[0]!r}, which a "
                        f"{hf_config['model_type']} config needs") from None
