@@ -168,6 +168,12 @@ def test_bad_checkpoints_are_refused_with_one_line(imported, tmp_path):
     save_file(tensors, str(misshapen / "model.safetensors"))
     with pytest.raises(BadInput, match=r"transformer.wpe.weight: shape \(10, 32\) does not fit"):
         import_hf(str(misshapen), str(tmp_path / "c"))
+    # A fused q/k/v weight whose width cannot split into heads: the same one line.
+    tensors = load_file(str(root / "hf" / "model.safetensors"))
+    save_file({**tensors, "transformer.h.0.attn.c_attn.weight": np.zeros((32, 95), np.float32)},
+              str(misshapen / "model.safetensors"))
+    with pytest.raises(BadInput, match=r"c_attn.weight: shape \(32, 95\) does not fit"):
+        import_hf(str(misshapen), str(tmp_path / "c"))
 
     missing = tmp_path / "missing"
     missing.mkdir()

@@ -39,28 +39,39 @@ class KeyMap:
         self._ours = [(_pattern(r.ours), r) for r in self.rows]
         self._ignored = [re.compile(p) for p in ignored_hf]
 
+    @staticmethod
+    def _find(name: str, patterns) -> tuple[Row, str] | None:
+        """The row whose template on one side matches `name`, and the layer index."""
+        for pattern, row in patterns:
+            match = pattern.match(name)
+            if match:
+                return row, match.group(1) if match.groups() else ""
+        return None
+
     def to_ours(self, tensors: Iterable[tuple[str, np.ndarray]], dims: dict,
                 expected: dict[str, tuple]) -> dict[str, np.ndarray]:
         """{our param name: array} from HF (name, array) pairs. `expected` gives every
         param's shape; a missing, unexpected or misshapen tensor is BadInput."""
         out, unexpected = {}, []
         for name, array in tensors:
-            for pattern, row in self._hf:
-                match = pattern.match(name)
-                if match:
-                    ours = row.ours.replace("{i}", match.group(1)) if match.groups() else row.ours
-                    converted = row.to_ours(array, dims)
-                    if ours not in expected:
-                        unexpected.append(name)
-                    elif tuple(converted.shape) != tuple(expected[ours]):
-                        raise BadInput(f"{name}: shape {tuple(array.shape)} does not fit "
-                                       f"{ours} {tuple(expected[ours])} of the config")
-                    else:
-                        out[ours] = converted
-                    break
-            else:
+            found = self._find(name, self._hf)
+            if found is None:
                 if not any(p.search(name) for p in self._ignored):
                     unexpected.append(name)
+                continue
+            row, index = found
+            ours = row.ours.replace("{i}", index)
+            if ours not in expected:
+                unexpected.append(name)
+                continue
+            try:
+                converted = row.to_ours(array, dims)
+            except ValueError:               # a reshape that the tensor's size cannot take
+                converted = None
+            if converted is None or tuple(converted.shape) != tuple(expected[ours]):
+                raise BadInput(f"{name}: shape {tuple(array.shape)} does not fit "
+                               f"{ours} {tuple(expected[ours])} of the config")
+            out[ours] = converted
         missing = sorted(set(expected) - set(out))
         if missing or unexpected:
             raise BadInput(f"checkpoint does not match the config: missing {_few(missing)}, "
@@ -71,14 +82,12 @@ class KeyMap:
         """{HF tensor name: array} from our flat {param name: array}; every param must map."""
         out, unmapped = {}, []
         for name, array in params.items():
-            for pattern, row in self._ours:
-                match = pattern.match(name)
-                if match:
-                    hf = row.hf.replace("{i}", match.group(1)) if match.groups() else row.hf
-                    out[hf] = np.asarray(row.to_hf(np.asarray(array), dims))
-                    break
-            else:
+            found = self._find(name, self._ours)
+            if found is None:
                 unmapped.append(name)
+                continue
+            row, index = found
+            out[row.hf.replace("{i}", index)] = np.asarray(row.to_hf(np.asarray(array), dims))
         if unmapped:
             raise BadInput(f"params with no Hugging Face counterpart: {_few(unmapped)}")
         return out
