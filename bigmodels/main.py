@@ -6,6 +6,9 @@ Overrides are strict: an unknown key or a value of the wrong type exits with cod
 SIGTERM saves the last finished step and exits with 75; Ctrl-C does the same with 130
 (bigmodels/preemption.py).
 
+`--config.init_from=hf:<dir | hub id>` starts from a Hugging Face checkpoint, converted
+once into a cache (bigmodels/convert/init_from.py).
+
 `--dry_run [--target_devices=N] [--device_memory_gb=G]` compiles the train step for the
 mesh instead of training and prints its memory and sharding (bigmodels/dry_run.py).
 """
@@ -65,7 +68,8 @@ def main(argv):
         check_config(config)
         if not distributed.initialize(config.distributed):
             host_devices.split_host_cpus(config)
-        train.run(config, _WORKDIR.value)
+        from bigmodels.convert import init_from
+        train.run(init_from.resolve(config), _WORKDIR.value)
 
 
 def _dry_run(config):
@@ -75,6 +79,8 @@ def _dry_run(config):
     from bigmodels import host_devices
     from bigmodels.train.validate import check_config
     check_config(config)        # touches no device, so the fake ones below can still be set
+    from bigmodels.convert import init_from
+    config, _ = init_from.with_architecture(config)     # the checkpoint's model, no weights
     if not _TARGET_DEVICES.value:
         host_devices.split_host_cpus(config)    # the devices training would get
     else:

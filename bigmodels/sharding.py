@@ -28,6 +28,7 @@ LOGICAL_RULES = (
     ("embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
+    ("kv_heads", "tensor"),  # grouped-query attention's key/value heads (dropped if fewer)
     ("kv", None),
     ("qkv", None),
     ("context", None),

@@ -136,6 +136,8 @@ CASES = {
     "a malformed lr multiplier": (lambda t: {"optim.lr_multipliers": "block_0"},
                                   "optim.lr_multipliers"),
     "an unknown special-token set": (lambda t: {"data.specials": "t5"}, "data.specials"),
+    "a vocabulary smaller than the tokenizer's": (lambda t: {"model.vocab_size": 10},
+                                                  "model.vocab_size=10"),
     "a coordinator without a port": (lambda t: {"distributed.coordinator": "localhost"},
                                      "distributed.coordinator", _join_cluster),
     "an explicit coordinator without ranks": (

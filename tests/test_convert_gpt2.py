@@ -6,59 +6,28 @@ import os
 
 import numpy as np
 import pytest
-import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 
-from bigmodels import checkpoint, generate, models, train
+from bigmodels import generate, train
 from bigmodels.convert import export_hf, import_hf
 from bigmodels.data import tokenizers as our_tokenizers
 from bigmodels.errors import BadInput
 from helpers import experiment_config
+from hf_oracle import (byte_bpe_tokenizer, hf_greedy, hf_logits as _hf_logits, logits as _logits,
+                       ours as _ours, redraw)
 
 VOCAB = 300           # the 256 byte symbols of a byte-level BPE, and merges
 
 
 def _random_gpt2(directory, **overrides) -> transformers.GPT2LMHeadModel:
-    """A tiny GPT-2 with every weight drawn at a scale where a wrong layout shows
-    (HF's init leaves norms at 1 and 0 and logits near 0), saved to `directory`."""
+    """A tiny GPT-2 with random weights (hf_oracle.redraw), saved to `directory`."""
     config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2,
                                      n_head=4, bos_token_id=None, eos_token_id=None, **overrides)
-    torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if name.endswith(("ln_1.weight",
-                    "ln_2.weight", "ln_f.weight")) else 0.0))
+    redraw(model, ("ln_1.weight", "ln_2.weight", "ln_f.weight"))
     model.save_pretrained(directory)
     return model
-
-
-def _tokenizer_json(directory) -> None:
-    """A small byte-level BPE, trained here, as the model's tokenizer.json."""
-    from tokenizers import Tokenizer, decoders, models as tok_models, pre_tokenizers, trainers
-    tok = Tokenizer(tok_models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([open(__file__).read()], trainer)
-    assert tok.get_vocab_size() == VOCAB
-    tok.save(os.path.join(directory, "tokenizer.json"))
-
-
-def _ours(path):
-    config = checkpoint.read_config(path)
-    return models.build(config.model), checkpoint.load(path), config
-
-
-def _logits(model, params, tokens):
-    return np.asarray(model.apply({"params": params}, tokens))
-
-
-def _hf_logits(hf_model, tokens):
-    with torch.no_grad():
-        return hf_model(torch.tensor(tokens)).logits.numpy()
 
 
 TOKENS = np.random.RandomState(0).randint(0, VOCAB, (2, 24))
@@ -68,7 +37,7 @@ TOKENS = np.random.RandomState(0).randint(0, VOCAB, (2, 24))
 def imported(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpt2")
     hf_model = _random_gpt2(root / "hf")
-    _tokenizer_json(root / "hf")
+    byte_bpe_tokenizer(root / "hf", VOCAB)
     return hf_model, root, import_hf(str(root / "hf"), str(root / "ours"))
 
 
@@ -86,10 +55,7 @@ def test_greedy_decoding_equals_transformers_generate(imported):
     model, params, _ = _ours(out)
     prompt = TOKENS[:1, :8]
     ours = generate.generate(model, params, prompt, 32, temperature=0.0)
-    with torch.no_grad():
-        theirs = hf_model.generate(torch.tensor(prompt), max_new_tokens=32, do_sample=False,
-                                   pad_token_id=0).numpy()
-    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours, hf_greedy(hf_model, prompt, 32))
 
 
 def test_the_tokenizer_comes_along_and_encodes_like_the_tokenizers_library(imported):
@@ -197,7 +163,8 @@ def test_runs_with_no_gpt2_counterpart_are_refused(tmp_path):
     config = experiment_config("quickstart", total_steps=1, ckpt_every=1, eval_every=1)
     config.model.positions = "rotary"
     train.run(config, str(tmp_path / "rotary"))
-    with pytest.raises(BadInput, match="model.positions='rotary' has no GPT-2 counterpart"):
+    # Rotary positions are Llama's, which also needs RMSNorm: the one line names that.
+    with pytest.raises(BadInput, match="model.norm='layernorm' has no Llama counterpart"):
         export_hf(str(tmp_path / "rotary"), str(tmp_path / "hf"))
     train.run(experiment_config("digits_mlp", total_steps=1, ckpt_every=1, eval_every=1),
               str(tmp_path / "mlp"))

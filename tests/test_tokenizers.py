@@ -1,13 +1,20 @@
 """bpe: and hf: tokenizers: learnt or loaded with the `tokenizers` library, saved with the
-run as a tokenizer.json that the library reads back with the same ids, exact round trips."""
+run as a tokenizer.json that the library reads back with the same ids, exact round trips.
+sentencepiece: models: the library's ids, saved with the run as the model's bytes."""
 
+import base64
+import inspect
+import io
+import json
 import os
+import textwrap
 
 import pytest
+import sentencepiece
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from bigmodels import train
-from bigmodels.data import tokenizers
+from bigmodels.data import text_checks, tokenizers
 from bigmodels.errors import BadInput
 from helpers import read_metrics, tiny_lm_config
 
@@ -71,3 +78,83 @@ def test_specials_on_a_bpe_survive_saving(tmp_path):
     assert back.vocab_size == bpe.vocab_size == bpe.base_vocab_size + 2
     assert back.id("[MASK]") == bpe.id("[MASK]") == bpe.base_vocab_size + 1
     assert back.encode(TEXT).tolist() == bpe.encode(TEXT).tolist()
+
+
+# A unigram model as trained by default (NFKC, unknown characters to <unk>), and a BPE
+# that keeps every character (byte fallback, no normalization), so decodes exactly.
+SENTENCEPIECE_MODELS = {
+    "unigram": dict(model_type="unigram", vocab_size=100),
+    "exact_bpe": dict(model_type="bpe", vocab_size=400, byte_fallback=True,
+                      normalization_rule_name="identity", remove_extra_whitespaces=False),
+}
+SAMPLES = [TEXT, "", "naïve café — 東京 🙂", "  spaced   out\n\n", "tab\tand\x00nul"]
+
+
+def _sentencepiece_model(text: str, path, **options) -> str:
+    """A SentencePiece model trained on the lines of `text`, written to `path`."""
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(text.splitlines()),
+                                             model_writer=model, minloglevel=2, **options)
+    path.write_bytes(model.getvalue())
+    return str(path)
+
+
+@pytest.mark.parametrize("name", sorted(SENTENCEPIECE_MODELS))
+def test_sentencepiece_ids_equal_the_librarys_and_survive_saving(name, tmp_path):
+    text = inspect.getsource(textwrap) + TEXT * 20
+    path = _sentencepiece_model(text, tmp_path / "sp.model", **SENTENCEPIECE_MODELS[name])
+    reference = sentencepiece.SentencePieceProcessor(model_file=path)
+    ours = tokenizers.build(f"sentencepiece:{path}", b"")
+    assert ours.vocab_size == reference.get_piece_size()
+    tokenizers.save(ours, str(tmp_path / "tokenizer.json"))
+    back = tokenizers.load(str(tmp_path / "tokenizer.json"))
+    for sample in SAMPLES:
+        ids = ours.encode(sample)
+        assert ids.dtype == "int32" and ids.tolist() == reference.encode(sample)
+        assert ours.encode(sample.encode()).tolist() == ids.tolist()
+        assert back.encode(sample).tolist() == ids.tolist()
+        assert ours.decode(ids) == back.decode(ids) == reference.decode(ids.tolist())
+        if name == "exact_bpe":
+            assert ours.decode(ids) == sample
+
+
+def test_specials_on_a_sentencepiece_model_survive_saving(tmp_path):
+    path = _sentencepiece_model(inspect.getsource(textwrap), tmp_path / "sp.model",
+                                vocab_size=100)
+    sp = tokenizers.build(f"sentencepiece:{path}", b"", specials=("[PAD]", "[MASK]"))
+    tokenizers.save(sp, str(tmp_path / "tokenizer.json"))
+    back = tokenizers.load(str(tmp_path / "tokenizer.json"))
+    assert isinstance(back.base, tokenizers.SentencePieceTokenizer)
+    assert back.vocab_size == sp.vocab_size == 100 + 2
+    assert back.id("[MASK]") == sp.id("[MASK]") == 101
+    ids = [*back.encode("class Foo"), back.id("[MASK]")]
+    assert back.decode(ids, skip_specials=False) == "class Foo[MASK]"
+
+
+def test_a_sentencepiece_model_is_the_runs_tokenizer(corpus, tmp_path):
+    path = _sentencepiece_model(open(corpus).read()[:200_000], tmp_path / "sp.model",
+                                vocab_size=300)
+    result, saved = _trained(corpus, tmp_path, f"sentencepiece:{path}")
+    assert result.config.model.vocab_size == 300
+    with open(saved) as f:                       # the model file's bytes, as they were
+        assert base64.b64decode(json.load(f)["model"]) == open(path, "rb").read()
+    reference = sentencepiece.SentencePieceProcessor(model_file=path)
+    assert tokenizers.load(saved).encode(TEXT).tolist() == reference.encode(TEXT)
+
+
+def test_bad_sentencepiece_models_are_one_line_errors(tmp_path):
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("not a model\n")
+    empty = tmp_path / "empty.model"
+    empty.write_bytes(b"")
+    for path in ("/nonexistent/sp.model", str(tmp_path), str(not_a_model), str(empty)):
+        with pytest.raises(BadInput, match=f"^data.tokenizer: {path}: [^\n]*$"):
+            tokenizers.build(f"sentencepiece:{path}", b"some text")
+    saved = tmp_path / "tokenizer.json"
+    saved.write_text(json.dumps({"kind": "sentencepiece", "model": "bm90IGEgbW9kZWw="}))
+    with pytest.raises(BadInput, match="not a SentencePiece model"):
+        tokenizers.load(str(saved))
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café".encode("latin-1"))
+    with pytest.raises(BadInput, match="not UTF-8 text at byte 3"):
+        text_checks.check_text([str(latin1)], f"sentencepiece:{empty}")

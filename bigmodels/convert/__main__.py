@@ -1,6 +1,6 @@
 """Converts between Hugging Face model directories and bigmodels runs:
 
-    python -m bigmodels.convert --from_hf=<dir | hub id> --workdir=<new dir>
+    python -m bigmodels.convert --from_hf=<dir | hub id> --workdir=<new dir> [--scan_layers]
     python -m bigmodels.convert --to_hf=<new dir> --workdir=<run or export> [--step=N]
 
 An import writes a self-contained export (params, config.json, tokenizer.json) that
@@ -21,6 +21,8 @@ _TO_HF = flags.DEFINE_string("to_hf", None, "Directory to create with the HF mod
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Import: the directory to create. Export: a run or export.")
 _STEP = flags.DEFINE_integer("step", None, "Export: the step; default the latest committed.")
+_SCAN_LAYERS = flags.DEFINE_bool("scan_layers", False,
+                                 "Import: write the scanned layout (model.scan_layers=True).")
 
 
 def _size_mb(path: str) -> float:
@@ -36,7 +38,7 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)
     from bigmodels.convert import hf
     if _FROM_HF.value:
-        out = hf.import_hf(_FROM_HF.value, _WORKDIR.value)
+        out = hf.import_hf(_FROM_HF.value, _WORKDIR.value, _SCAN_LAYERS.value)
         print(f"imported {_FROM_HF.value} to {out}: {_size_mb(out):.1f} MB")
     else:
         out = hf.export_hf(_WORKDIR.value, _TO_HF.value, _STEP.value)

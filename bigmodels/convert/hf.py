@@ -15,21 +15,22 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bigmodels.checkpoint import exports, load, tree
 from bigmodels.config import base_config
-from bigmodels.convert import gpt2, safetensors_io
+from bigmodels.convert import gpt2, llama, safetensors_io
 from bigmodels.data import tokenizers
 from bigmodels.errors import BadInput
 from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
 
-# model_type in HF's config.json -> the module that maps it (its MODEL_TYPE, MODEL_NAME,
-# TASK, KEYS, hf_name, model_from_hf, hf_from_model, with_hf_options and dims).
-ARCHITECTURES = {arch.MODEL_TYPE: arch for arch in (gpt2,)}
-# Our model name -> the architecture its runs export to.
-EXPORTS = {arch.MODEL_NAME: arch for arch in ARCHITECTURES.values()}
+# The modules that map an architecture: each has MODEL_TYPES, MODEL_NAME, TASK,
+# keys(model), hf_name, model_from_hf, claims(model), hf_from_model, with_hf_options,
+# dims and example_inputs (docs/architecture.md, "A Hugging Face architecture").
+FAMILIES = (gpt2, llama)
+# model_type in HF's config.json -> the module that maps it.
+ARCHITECTURES = {t: arch for arch in FAMILIES for t in arch.MODEL_TYPES}
+EXPORTABLE = sorted({arch.MODEL_NAME for arch in FAMILIES})
 HF_CONFIG = "config.json"
 HF_TOKENIZER = "tokenizer.json"
 
@@ -70,14 +71,16 @@ def architecture(hf_config: dict, path: str):
     return ARCHITECTURES[model_type]
 
 
-def run_config(hf_config: dict, directory: str):
-    """The resolved config an imported model is saved with."""
+def run_config(hf_config: dict, directory: str, scan_layers: bool = False):
+    """The resolved config an imported model is saved with (`scan_layers`: its blocks as
+    one nn.scan, params stacked on a leading layer axis)."""
     from bigmodels.models import model_config
     arch = architecture(hf_config, directory)
     config = base_config()
     config.task = arch.TASK
     try:
-        config.model = model_config(arch.MODEL_NAME, **arch.model_from_hf(hf_config))
+        config.model = model_config(arch.MODEL_NAME, **arch.model_from_hf(hf_config),
+                                    scan_layers=scan_layers)
     except KeyError as e:
         raise BadInput(f"{os.path.join(directory, HF_CONFIG)}: no {e.args[0]!r}, which a "
                        f"{hf_config['model_type']} config needs") from None
@@ -86,30 +89,31 @@ def run_config(hf_config: dict, directory: str):
     return config
 
 
-def param_shapes(model_config) -> dict[str, tuple]:
-    """{param name: shape} of the model `model_config` builds, without allocating it."""
+def param_shapes(model_config, arch=None) -> dict[str, tuple]:
+    """{param name: shape} of the model `model_config` builds, without allocating it;
+    `arch.example_inputs` (default: the GPT's) gives the arguments it is called with."""
     from flax import linen as nn
     from bigmodels import models
     model = models.build(model_config)
-    tokens = jnp.zeros((1, min(8, model_config.context_length)), jnp.int32)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens))["params"]
+    inputs = (arch or gpt2).example_inputs(model_config)
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs))["params"]
     return {name: tuple(leaf.shape) for name, leaf in tree.flatten(nn.meta.unbox(abstract)).items()}
 
 
-def import_hf(source: str, workdir: str) -> str:
+def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
     """Converts the HF model at `source` (a directory or a hub id) into a new export at
-    `workdir`; returns its absolute path."""
+    `workdir`, in the scanned layout with `scan_layers`; returns its absolute path."""
     exports.check_export_out(workdir)
     directory = local_dir(source)
     hf_config = read_hf_config(directory)
     arch = architecture(hf_config, directory)
     safetensors_io.shard_files(directory)        # refuse pickled or absent weights first
-    config = run_config(hf_config, directory)
-    shapes = param_shapes(config.model)
+    config = run_config(hf_config, directory, scan_layers)
+    shapes = param_shapes(arch.with_hf_options(config.model), arch)      # unscanned
     tensors = ((arch.hf_name(n), a) for n, a in safetensors_io.read_tensors(directory))
-    flat = arch.KEYS.to_ours(tensors, arch.dims(config.model), shapes)
+    flat = arch.keys(config.model).to_ours(tensors, arch.dims(config.model), shapes)
     params = tree.unflatten({k: v.astype(np.float32, copy=False) for k, v in flat.items()})
-    if config.model.get("scan_layers"):
+    if scan_layers:                              # the key maps name unscanned layers
         from bigmodels.nn.transformer import stack_layers
         params = stack_layers(params, config.model.num_layers)
 
@@ -123,16 +127,24 @@ def import_hf(source: str, workdir: str) -> str:
     return exports.write_atomically(workdir, write)
 
 
+def export_family(model_config):
+    """The architecture a model config exports to: the first family of its model that
+    claims it, else the first one (whose `hf_from_model` names the option that has no
+    counterpart)."""
+    name = model_config.get("name")
+    families = [arch for arch in FAMILIES if arch.MODEL_NAME == name]
+    if not families:
+        raise BadInput(f"model.name={name!r} has no Hugging Face counterpart here (exportable: "
+                       f"{', '.join(EXPORTABLE)})")
+    return next((a for a in families if a.claims(model_config)), families[0])
+
+
 def export_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
     """Writes the run or export at `workdir` as an HF model directory at `out_dir`."""
     exports.check_export_out(out_dir)
     source = exports.run_dir(workdir, step)
     config = exports.read_config(source)
-    name = config.model.get("name")
-    if name not in EXPORTS:
-        raise BadInput(f"model.name={name!r} has no Hugging Face counterpart here (exportable: "
-                       f"{', '.join(sorted(EXPORTS))})")
-    arch = EXPORTS[name]
+    arch = export_family(config.model)
     hf_config = arch.hf_from_model(config.model)
     params = load(workdir, step)
     if config.model.get("scan_layers"):
@@ -140,10 +152,10 @@ def export_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
         params = unstack_layers(params, config.model.num_layers)
     flat = {name: np.asarray(a, np.float32) for name, a in tree.flatten(params).items()}
     # Options that HF expresses with zeros (no biases) get them, at the shapes HF expects.
-    for name, shape in param_shapes(arch.with_hf_options(config.model)).items():
+    for name, shape in param_shapes(arch.with_hf_options(config.model), arch).items():
         if name not in flat and name.endswith("/bias"):
             flat[name] = np.zeros(shape, np.float32)
-    tensors = arch.KEYS.to_hf(flat, arch.dims(config.model))
+    tensors = arch.keys(config.model).to_hf(flat, arch.dims(config.model))
     tokenizer = os.path.join(source, TOKENIZER_FILE)
 
     def write(tmp: str) -> None:

@@ -3,6 +3,10 @@
 Each `Row` names a Hugging Face tensor, the bigmodels param it becomes and how its
 array changes on the way in (`to_ours`) and out (`to_hf`). `{i}` in both names stands
 for the layer index. One table serves import and export, so the two cannot drift.
+
+Where HF keeps separate tensors that we fuse into one param (Llama's q, k and v into
+`qkv`, its gate and up projections into the MLP's `wi`), each row names its `part`:
+(index, axis), the slice of our param it is, along that axis.
 """
 
 import dataclasses
@@ -25,6 +29,7 @@ class Row:
     ours: str                                            # "block_{i}/attn/qkv/kernel"
     to_ours: Callable[[np.ndarray, dict], np.ndarray] = identity
     to_hf: Callable[[np.ndarray, dict], np.ndarray] = identity
+    part: tuple[int, int] | None = None                  # (index, axis) in a fused param
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -40,38 +45,50 @@ class KeyMap:
         self._ignored = [re.compile(p) for p in ignored_hf]
 
     @staticmethod
-    def _find(name: str, patterns) -> tuple[Row, str] | None:
-        """The row whose template on one side matches `name`, and the layer index."""
+    def _find(name: str, patterns) -> list[tuple[Row, str]]:
+        """The rows whose template on one side matches `name`, each with the layer index
+        (several only for the parts of a fused param)."""
+        found = []
         for pattern, row in patterns:
             match = pattern.match(name)
             if match:
-                return row, match.group(1) if match.groups() else ""
-        return None
+                found.append((row, match.group(1) if match.groups() else ""))
+        return found
 
     def to_ours(self, tensors: Iterable[tuple[str, np.ndarray]], dims: dict,
                 expected: dict[str, tuple]) -> dict[str, np.ndarray]:
         """{our param name: array} from HF (name, array) pairs. `expected` gives every
         param's shape; a missing, unexpected or misshapen tensor is BadInput."""
-        out, unexpected = {}, []
+        out, unexpected, parts = {}, [], {}
         for name, array in tensors:
             found = self._find(name, self._hf)
-            if found is None:
+            if not found:
                 if not any(p.search(name) for p in self._ignored):
                     unexpected.append(name)
                 continue
-            row, index = found
+            row, index = found[0]
             ours = row.ours.replace("{i}", index)
             if ours not in expected:
                 unexpected.append(name)
                 continue
+            shape = list(expected[ours])
+            if row.part is not None:             # one slice of a fused param
+                del shape[row.part[1]]
             try:
                 converted = row.to_ours(array, dims)
             except ValueError:               # a reshape that the tensor's size cannot take
                 converted = None
-            if converted is None or tuple(converted.shape) != tuple(expected[ours]):
+            if converted is None or list(converted.shape) != shape:
                 raise BadInput(f"{name}: shape {tuple(array.shape)} does not fit "
                                f"{ours} {tuple(expected[ours])} of the config")
-            out[ours] = converted
+            if row.part is None:
+                out[ours] = converted
+                continue
+            part_index, axis = row.part
+            slices = parts.setdefault(ours, {})
+            slices[part_index] = converted
+            if len(slices) == expected[ours][axis]:     # every part read: fuse them
+                out[ours] = np.stack([slices.pop(k) for k in sorted(slices)], axis=axis)
         missing = sorted(set(expected) - set(out))
         if missing or unexpected:
             raise BadInput(f"checkpoint does not match the config: missing {_few(missing)}, "
@@ -83,11 +100,12 @@ class KeyMap:
         out, unmapped = {}, []
         for name, array in params.items():
             found = self._find(name, self._ours)
-            if found is None:
+            if not found:
                 unmapped.append(name)
-                continue
-            row, index = found
-            out[row.hf.replace("{i}", index)] = np.asarray(row.to_hf(np.asarray(array), dims))
+            for row, index in found:
+                array = np.asarray(array)
+                part = array if row.part is None else np.take(array, row.part[0], row.part[1])
+                out[row.hf.replace("{i}", index)] = np.asarray(row.to_hf(part, dims))
         if unmapped:
             raise BadInput(f"params with no Hugging Face counterpart: {_few(unmapped)}")
         return out

@@ -1,10 +1,10 @@
 """Is a corpus text? Checked by streaming its files before any dataset is prepared.
 
-The char, bpe: and hf: tokenizers need UTF-8 text: the first byte that is not refuses
-the run, named by file and offset, so every byte the corpus uses is read (as their builds
-decode them all anyway). The byte tokenizer takes any bytes, but a NUL byte in the
-first SNIFF_BYTES of the corpus means it is most likely a binary (an executable, an
-image), so it gets one warning line on stderr.
+The char, bpe:, hf: and sentencepiece: tokenizers need UTF-8 text: the first byte that
+is not refuses the run, named by file and offset, so every byte the corpus uses is read
+(as their builds decode them all anyway). The byte tokenizer takes any bytes, but a NUL
+byte in the first SNIFF_BYTES of the corpus means it is most likely a binary (an
+executable, an image), so it gets one warning line on stderr.
 """
 
 import codecs
@@ -53,11 +53,11 @@ def _decode(decoder, chunk: bytes, pos: int, final: bool = False) -> int | None:
 
 def check_text(paths: list[str], tokenizer: str, max_bytes: int = 0,
                per_file: bool = False) -> None:
-    """Refuses a file that is not UTF-8 for a tokenizer of text (char, bpe:, hf:);
-    warns once about the first one with NUL bytes. Reads only the bytes the corpus
-    uses: `max_bytes` of the files joined, or of each file with `per_file`
+    """Refuses a file that is not UTF-8 for a tokenizer of text (char, bpe:, hf:,
+    sentencepiece:); warns once about the first one with NUL bytes. Reads only the bytes
+    the corpus uses: `max_bytes` of the files joined, or of each file with `per_file`
     (text_classes); of a byte corpus, at most SNIFF_BYTES in all."""
-    utf8 = tokenizer == "char" or tokenizer.startswith(("bpe:", "hf:"))   # tokenizers of text
+    utf8 = tokenizer == "char" or tokenizer.startswith(("bpe:", "hf:", "sentencepiece:"))  # text
     budget = max_bytes or sys.maxsize
     sniff = sys.maxsize if utf8 else SNIFF_BYTES
     binary = None

@@ -1,7 +1,9 @@
 """Tokenizers, saved as JSON with the run (never pickled): character- and byte-level
-ones of our own, and any Hugging Face `tokenizers` tokenizer (`hf:<dir or file>`), kept
-as its own `tokenizer.json`, which transformers and the `tokenizers` library load as is."""
+ones of our own, any Hugging Face `tokenizers` tokenizer (`hf:<dir or file>`), kept
+as its own `tokenizer.json`, which transformers and the `tokenizers` library load as is,
+and any SentencePiece model (`sentencepiece:<model file>`), kept as its model's bytes."""
 
+import base64
 import json
 import os
 
@@ -110,6 +112,45 @@ class HFTokenizer:
         return json.loads(self.tokenizer.to_str())
 
 
+class SentencePieceTokenizer:
+    """A SentencePiece model (unigram or BPE, as trained), held as its serialized model
+    proto: the very bytes of its .model file, so that a saved run encodes as it did."""
+    kind = "sentencepiece"
+
+    def __init__(self, model: bytes):
+        import sentencepiece
+        self.model = model
+        # LoadFromSerializedProto, not the model_proto= argument, which takes b"" for none.
+        self.processor = sentencepiece.SentencePieceProcessor()
+        try:
+            self.processor.LoadFromSerializedProto(model)
+        except RuntimeError:              # the C++ side's one error type
+            raise BadInput("tokenizer: not a SentencePiece model") from None
+        self.vocab_size = self.processor.get_piece_size()
+
+    @classmethod
+    def from_file(cls, path: str) -> "SentencePieceTokenizer":
+        try:
+            with open(path, "rb") as f:
+                return cls(f.read())
+        except OSError as e:
+            raise BadInput(f"data.tokenizer: {path}: not readable "
+                           f"({e.strerror or type(e).__name__})") from None
+        except BadInput:
+            raise BadInput(f"data.tokenizer: {path}: not a SentencePiece model file") from None
+
+    def encode(self, text: bytes | str) -> np.ndarray:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        return np.asarray(self.processor.encode(text), np.int32)
+
+    def decode(self, ids) -> str:
+        return self.processor.decode(np.asarray(ids, np.int32).tolist())
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "model": base64.b64encode(self.model).decode("ascii")}
+
+
 def is_hf_json(spec: dict) -> bool:
     """An HF tokenizer.json (not one of ours, which has "kind")."""
     return "kind" not in spec and "model" in spec
@@ -159,8 +200,10 @@ def from_json(spec: dict):
         return ByteTokenizer()
     if spec.get("kind") == "char":
         return CharTokenizer(spec["chars"])
-    raise BadInput(f"tokenizer: unknown kind {spec.get('kind')!r} (byte | char | an HF "
-                   f"tokenizer.json)")
+    if spec.get("kind") == "sentencepiece":
+        return SentencePieceTokenizer(base64.b64decode(spec["model"], validate=True))
+    raise BadInput(f"tokenizer: unknown kind {spec.get('kind')!r} (byte | char | "
+                   f"sentencepiece | an HF tokenizer.json)")
 
 
 def save(tokenizer, path: str) -> None:
@@ -219,5 +262,8 @@ def build(kind: str, corpus: bytes, specials: tuple[str, ...] = (), heldout: byt
         return HFTokenizer.from_file(kind[len("hf:"):])
     if kind.startswith("bpe:"):
         return train_bpe(corpus, _bpe_size(kind))
+    if kind.startswith("sentencepiece:"):
+        return SentencePieceTokenizer.from_file(kind[len("sentencepiece:"):])
     raise BadInput(f"data.tokenizer: unknown tokenizer {kind!r} "
-                   f"(byte | char | bpe:<vocabulary size> | hf:<path>)")
+                   f"(byte | char | bpe:<vocabulary size> | hf:<path> | "
+                   f"sentencepiece:<model file>)")

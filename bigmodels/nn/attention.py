@@ -16,24 +16,46 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from bigmodels.nn.dense import Dense
-from bigmodels.nn.positions import apply_rotary
+from bigmodels.nn.positions import Rope, apply_rotary
 
 
 class MultiHeadAttention(nn.Module):
+    """Fewer key/value heads than query heads (`num_kv_heads`) is grouped-query attention
+    (GQA, Llama 2 70B and later): each key/value head serves num_heads / num_kv_heads
+    query heads, which shrinks the KV cache by that factor."""
     num_heads: int
     head_dim: int
     use_bias: bool = True
     causal: bool = True
     rotary: bool = False
+    rope: Rope = Rope()
+    num_kv_heads: int = 0               # 0 = num_heads (multi-head attention)
+    qkv_bias: bool = False              # biases on q, k and v even without use_bias (Qwen2)
     init_std: float = 0.02
     out_init_std: float = 0.02
     implementation: str | None = None   # None = let JAX choose; "cudnn" | "xla"
     dtype: jnp.dtype = jnp.float32
 
-    def _project(self, x, count, name):
-        return Dense((count, self.num_heads, self.head_dim), ("embed", "qkv", "heads", "kv"),
-                     use_bias=self.use_bias, init_std=self.init_std, dtype=self.dtype,
-                     name=name)(x)
+    def _project(self, x, count, name, heads=None, heads_axis="heads"):
+        """x . W for `count` stacked projections of `heads` heads: B x T x count x N x H."""
+        return Dense((count, heads or self.num_heads, self.head_dim),
+                     ("embed", "qkv", heads_axis, "kv"),
+                     use_bias=self.use_bias or self.qkv_bias, init_std=self.init_std,
+                     dtype=self.dtype, name=name)(x)
+
+    def _project_qkv(self, x):
+        """q (B x T x N x H), k and v (B x T x K x H). Multi-head attention fuses the three
+        into one matmul ("qkv"): fewer, larger GEMMs are faster everywhere. Under GQA the
+        key/value heads are fewer, so q and the fused k, v are two projections."""
+        kv_heads = self.num_kv_heads or self.num_heads
+        if self.num_heads % kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
+                             f"num_kv_heads={kv_heads}")
+        if kv_heads == self.num_heads:
+            return jnp.unstack(self._project(x, 3, "qkv"), axis=2)
+        q = self._project(x, 1, "q")[:, :, 0]
+        k, v = jnp.unstack(self._project(x, 2, "kv", kv_heads, "kv_heads"), axis=2)
+        return q, k, v
 
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT=None, context_BxSxD=None, mask_BxS=None,
@@ -43,7 +65,7 @@ class MultiHeadAttention(nn.Module):
         `mask_BxS` marks valid key positions (padding mask); causality is added
         for self-attention when `causal` is set.
         """
-        d = x_BxTxD.shape[-1]
+        d = x_BxTxD.shape[-1]   # the output width; heads x head_dim may differ (T5)
         # Under decode, a module whose cache holds a projected context is a
         # cross-attention even when this call passes no context (see the docstring).
         if context_BxSxD is not None or (decode and self.has_variable("cache",
@@ -55,11 +77,10 @@ class MultiHeadAttention(nn.Module):
                      init_std=self.out_init_std, dtype=self.dtype, name="out")(out)
 
     def _self_attend(self, x_BxTxD, positions_BxT, mask_BxS, decode: bool):
-        # One fused matmul for q, k and v: fewer, larger GEMMs are faster everywhere.
-        q, k, v = jnp.unstack(self._project(x_BxTxD, 3, "qkv"), axis=2)
+        q, k, v = self._project_qkv(x_BxTxD)
         if self.rotary:
-            q = apply_rotary(q, positions_BxT)
-            k = apply_rotary(k, positions_BxT)
+            q = apply_rotary(q, positions_BxT, self.rope)
+            k = apply_rotary(k, positions_BxT, self.rope)
         if decode:
             if mask_BxS is not None:
                 raise NotImplementedError("the self-attention KV cache is causal only; "

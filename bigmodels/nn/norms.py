@@ -44,9 +44,12 @@ class RMSNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-def make_norm(kind: str, use_bias: bool, dtype=jnp.float32, name=None) -> nn.Module:
+def make_norm(kind: str, use_bias: bool, dtype=jnp.float32, name=None,
+              eps: float = 0.0) -> nn.Module:
+    """A LayerNorm or RMSNorm; `eps` 0 keeps the norm's own default (1e-5, 1e-6)."""
+    extra = {"eps": eps} if eps else {}
     if kind == "layernorm":
-        return LayerNorm(use_bias=use_bias, dtype=dtype, name=name)
+        return LayerNorm(use_bias=use_bias, dtype=dtype, name=name, **extra)
     if kind == "rmsnorm":
-        return RMSNorm(use_bias=use_bias, dtype=dtype, name=name)
+        return RMSNorm(use_bias=use_bias, dtype=dtype, name=name, **extra)
     raise ValueError(f"unknown norm {kind!r} (layernorm | rmsnorm)")

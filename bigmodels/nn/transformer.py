@@ -1,10 +1,12 @@
-"""The pre-norm Transformer block shared by GPT, BERT and T5.
+"""The Transformer block shared by GPT, BERT, ViT and T5.
 
     x = x + Dropout(SelfAttn(Norm(x)))                  causal (GPT, T5 decoder) or not
     x = x + Dropout(CrossAttn(Norm(x), context))        only with cross_attention (T5 decoder)
     x = x + Dropout(MLP(Norm(x)))
 
-Pre-norm (GPT-2, T5) trains stably without warmup tricks; the model adds a final norm.
+Pre-norm (GPT-2, Llama, T5, ViT) trains stably without warmup tricks; the model adds a
+final norm. `post_norm=True` is the original Transformer's and BERT's order,
+x = Norm(x + Dropout(Sublayer(x))), for loading checkpoints trained that way.
 """
 
 import math
@@ -16,6 +18,7 @@ from flax import linen as nn
 from bigmodels.nn.attention import MultiHeadAttention
 from bigmodels.nn.mlp import MLP
 from bigmodels.nn.norms import make_norm
+from bigmodels.nn.positions import Rope
 
 
 class TransformerBlock(nn.Module):
@@ -31,6 +34,33 @@ class TransformerBlock(nn.Module):
     causal: bool = True
     cross_attention: bool = False
     dtype: jnp.dtype = jnp.float32
+    head_dim: int = 0                 # 0 = width / num_heads
+    num_kv_heads: int = 0             # 0 = num_heads; fewer = grouped-query attention
+    qkv_bias: bool = False            # q, k, v biases without use_bias (Qwen2)
+    mlp_activation: str = "gelu"      # gelu | relu | swiglu | geglu (nn/mlp.py)
+    norm_eps: float = 0.0             # 0 = the norm's default
+    post_norm: bool = False
+    rope: Rope = Rope()
+
+    def _norm(self, name):
+        return make_norm(self.norm, self.use_bias, self.dtype, name=name, eps=self.norm_eps)
+
+    @property
+    def _out_init_std(self) -> float:
+        # GPT-2: scale the init of projections into the residual stream by 1/sqrt(2L).
+        return 0.02 / math.sqrt(2 * self.num_layers)
+
+    def _attention(self, d, name, **kwargs):
+        return MultiHeadAttention(
+            self.num_heads, self.head_dim or d // self.num_heads, use_bias=self.use_bias,
+            out_init_std=self._out_init_std, implementation=self.attention_impl,
+            dtype=self.dtype, name=name, **kwargs)
+
+    def _residual(self, x_BxTxD, sublayer, norm_name, drop):
+        """x + drop(sublayer(Norm(x))), or with post_norm Norm(x + drop(sublayer(x)))."""
+        if self.post_norm:
+            return self._norm(norm_name)(x_BxTxD + drop(sublayer(x_BxTxD)))
+        return x_BxTxD + drop(sublayer(self._norm(norm_name)(x_BxTxD)))
 
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT, train: bool, decode: bool = False,
@@ -40,27 +70,23 @@ class TransformerBlock(nn.Module):
         d = x_BxTxD.shape[-1]
         # Activations are sharded over the batch (see sharding.with_activation_rules).
         x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed"))
-        # GPT-2: scale the init of projections into the residual stream by 1/sqrt(2L).
-        out_std = 0.02 / math.sqrt(2 * self.num_layers)
         drop = nn.Dropout(self.dropout, deterministic=not train)
-        h = make_norm(self.norm, self.use_bias, self.dtype, name="attn_norm")(x_BxTxD)
-        h = MultiHeadAttention(self.num_heads, d // self.num_heads, use_bias=self.use_bias,
-                               causal=self.causal, rotary=self.rotary, out_init_std=out_std,
-                               implementation=self.attention_impl, dtype=self.dtype,
-                               name="attn")(h, positions_BxT, mask_BxS=mask_BxT, decode=decode)
-        x_BxTxD = x_BxTxD + drop(h)
+        attn = self._attention(d, "attn", causal=self.causal, rotary=self.rotary,
+                               rope=self.rope, num_kv_heads=self.num_kv_heads,
+                               qkv_bias=self.qkv_bias)
+        x_BxTxD = self._residual(
+            x_BxTxD, lambda h: attn(h, positions_BxT, mask_BxS=mask_BxT, decode=decode),
+            "attn_norm", drop)
         if self.cross_attention:
-            h = make_norm(self.norm, self.use_bias, self.dtype, name="cross_norm")(x_BxTxD)
-            h = MultiHeadAttention(self.num_heads, d // self.num_heads, use_bias=self.use_bias,
-                                   causal=False, out_init_std=out_std,
-                                   implementation=self.attention_impl, dtype=self.dtype,
-                                   name="cross_attn")(h, context_BxSxD=context_BxSxD,
-                                                      mask_BxS=context_mask_BxS, decode=decode)
-            x_BxTxD = x_BxTxD + drop(h)
-        h = make_norm(self.norm, self.use_bias, self.dtype, name="mlp_norm")(x_BxTxD)
-        h = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=out_std,
-                approximate_gelu=self.approximate_gelu, dtype=self.dtype, name="mlp")(h)
-        return x_BxTxD + drop(h)
+            cross = self._attention(d, "cross_attn", causal=False)
+            x_BxTxD = self._residual(
+                x_BxTxD, lambda h: cross(h, context_BxSxD=context_BxSxD,
+                                         mask_BxS=context_mask_BxS, decode=decode),
+                "cross_norm", drop)
+        mlp = MLP(self.mlp_dim, use_bias=self.use_bias, out_init_std=self._out_init_std,
+                  activation=self.mlp_activation, approximate_gelu=self.approximate_gelu,
+                  dtype=self.dtype, name="mlp")
+        return self._residual(x_BxTxD, mlp, "mlp_norm", drop)
 
 
 # Rematerialisation: what a block keeps from its forward pass for the backward pass.

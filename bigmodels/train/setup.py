@@ -9,6 +9,7 @@ import jax
 
 from bigmodels import data as data_lib, distributed, models, regimes as regimes_lib
 from bigmodels import sharding, tasks
+from bigmodels.errors import BadInput
 from bigmodels.train import state as state_lib
 from bigmodels.train.step import make_train_step
 from bigmodels.train.validate import check_batch_split
@@ -58,6 +59,11 @@ def resolve(config, data):
             config.model.vocab_size = data.tokenizer.vocab_size
         if "num_classes" in config.model and config.model.num_classes <= 0:
             config.model.num_classes = data.num_classes
+    if "vocab_size" in config.model and config.model.vocab_size < data.tokenizer.vocab_size:
+        # Ids past the embedding table would be looked up silently out of range.
+        raise BadInput(f"model.vocab_size={config.model.vocab_size} is smaller than the "
+                       f"tokenizer's {data.tokenizer.vocab_size} tokens (data.tokenizer="
+                       f"{config.data.get('tokenizer')!r})")
     return config
 
 
