@@ -142,6 +142,14 @@ def base_config(**top) -> ml_collections.ConfigDict:
     c.init_from_skip = ""           # comma-separated regexes of params to leave freshly initialised
     c.init_from_rename = ""         # comma-separated old_regex=>new rules for checkpoint names
 
+    # LoRA / QLoRA (bigmodels/regimes/lora.py): low-rank adapters on the Dense layers whose
+    # module path (block_0/attn/qkv) matches the regex `targets`; the rest is the frozen
+    # base, read from `base` (a run, step directory or export; "" = the model's own init)
+    # and held as base_dtype: float32 | bfloat16 | int8 | nf4 (QLoRA). rank 0 = off.
+    c.lora = ml_collections.ConfigDict(dict(
+            rank=0, alpha=16.0, targets="(attn|mlp)/", dropout=0.0, base_dtype="float32",
+            base=""))
+
     # Multi-process runs (bigmodels/distributed.py): "auto" joins a SLURM or TPU-pod
     # cluster when there is one, "none" never, "host:port" is an explicit coordinator.
     c.distributed = ml_collections.ConfigDict(dict(

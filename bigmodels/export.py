@@ -56,18 +56,15 @@ def build_regimes(config, source: str):
     return regimes.build(config, task, _mesh(config))
 
 
-def export(workdir: str, out: str, step: int | None = None) -> str:
-    """Writes the export of `workdir` (a run or one of its step directories) to `out`;
-    returns its path."""
+def export_transform(workdir: str, step: int | None = None):
+    """params -> params through every regime of the run at `workdir` (its
+    `export_params`: e.g. LoRA merges its adapters); None for an export, whose params
+    went through them when it was written."""
     from bigmodels import checkpoint
-    from bigmodels.errors import BadInput
     if checkpoint.is_export(os.path.abspath(workdir)):
-        raise BadInput(f"export: {workdir} is already an export (its params went through "
-                       f"the run's export hooks); copy the directory instead")
+        return None
     source = checkpoint.run_dir(workdir, step)
-    config = checkpoint.read_config(source)
-    checkpoint.check_export_out(out)        # before the costly part
-    regimes = build_regimes(config, source)
+    regimes = build_regimes(checkpoint.read_config(source), source)
     saved = checkpoint.metadata(workdir, step)
 
     def transform(params):
@@ -78,8 +75,30 @@ def export(workdir: str, out: str, step: int | None = None) -> str:
                      if any(n.startswith(prefix) for n in saved) else None)
             params = regime.export_params(params, extra)
         return params
+    return transform
 
-    return checkpoint.export_params(workdir, out, step, transform, run_files=True)
+
+def model_params(workdir: str, step: int | None = None):
+    """The params of a run or export as its plain model takes them (a LoRA run's
+    adapters merged): what sampling and the Hugging Face export read."""
+    from bigmodels import checkpoint
+    params = checkpoint.load(workdir, step)
+    transform = export_transform(workdir, step)
+    return params if transform is None else transform(params)
+
+
+def export(workdir: str, out: str, step: int | None = None) -> str:
+    """Writes the export of `workdir` (a run or one of its step directories) to `out`;
+    returns its path."""
+    from bigmodels import checkpoint
+    from bigmodels.errors import BadInput
+    if checkpoint.is_export(os.path.abspath(workdir)):
+        raise BadInput(f"export: {workdir} is already an export (its params went through "
+                       f"the run's export hooks); copy the directory instead")
+    checkpoint.run_dir(workdir, step)
+    checkpoint.check_export_out(out)        # before the costly part
+    return checkpoint.export_params(workdir, out, step, export_transform(workdir, step),
+                                    run_files=True)
 
 
 def summary(out: str) -> str:

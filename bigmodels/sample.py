@@ -13,6 +13,7 @@ import os
 from absl import flags, logging
 
 from bigmodels.cli import fail, run_main
+from bigmodels.export import model_params
 from bigmodels.names import TOKENIZER_FILE
 
 
@@ -45,7 +46,7 @@ def sample(workdir: str, prompt: str, max_new_tokens: int = 200, seed: int = 0,
     if not prompt:
         raise BadInput("--prompt: must not be empty")
     tokenizer = tokenizers.load(os.path.join(workdir, TOKENIZER_FILE))
-    params = checkpoint.load(workdir)
+    params = model_params(workdir)          # a LoRA run's adapters merged
     return generate.sample_text(models.build(config.model), params, tokenizer, prompt,
                                 max_new_tokens, seed, temperature, top_k, top_p)
 

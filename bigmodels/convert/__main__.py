@@ -2,6 +2,7 @@
 
     python -m bigmodels.convert --from_hf=<dir | hub id> --workdir=<new dir> [--scan_layers]
     python -m bigmodels.convert --to_hf=<new dir> --workdir=<run or export> [--step=N]
+    python -m bigmodels.convert --to_peft=<new dir> --workdir=<LoRA run> [--step=N]
 
 An import writes a self-contained export (params, config.json, tokenizer.json) that
 `bigmodels.sample --workdir`, `--config.init_from` and `bigmodels.checkpoint.load` read.
@@ -18,6 +19,8 @@ from bigmodels.cli import fail, run_main
 
 _FROM_HF = flags.DEFINE_string("from_hf", None, "HF model directory or hub id to import.")
 _TO_HF = flags.DEFINE_string("to_hf", None, "Directory to create with the HF model.")
+_TO_PEFT = flags.DEFINE_string("to_peft", None, "Directory to create with a LoRA run's "
+                                "adapters for the peft library.")
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Import: the directory to create. Export: a run or export.")
 _STEP = flags.DEFINE_integer("step", None, "Export: the step; default the latest committed.")
@@ -33,9 +36,16 @@ def _size_mb(path: str) -> float:
 def main(argv):
     if not _WORKDIR.value:
         fail("--workdir: required")
-    if bool(_FROM_HF.value) == bool(_TO_HF.value):
-        fail("give exactly one of --from_hf (import) and --to_hf (export)")
+    if sum(bool(f.value) for f in (_FROM_HF, _TO_HF, _TO_PEFT)) != 1:
+        fail("give exactly one of --from_hf (import), --to_hf (export) and --to_peft "
+             "(a LoRA run's adapters)")
     logging.set_verbosity(logging.ERROR)
+    if _TO_PEFT.value:
+        from bigmodels.convert import peft
+        out = peft.export_peft(_WORKDIR.value, _TO_PEFT.value, _STEP.value)
+        print(f"exported the adapters of {_WORKDIR.value} to {out}: "
+              f"{', '.join(sorted(os.listdir(out)))}")
+        return
     from bigmodels.convert import hf
     if _FROM_HF.value:
         out = hf.import_hf(_FROM_HF.value, _WORKDIR.value, _SCAN_LAYERS.value)

@@ -17,19 +17,23 @@ import shutil
 import jax
 import numpy as np
 
-from bigmodels.checkpoint import exports, load, tree
+from bigmodels.checkpoint import exports, tree
 from bigmodels.config import base_config
-from bigmodels.convert import gpt2, llama, safetensors_io
+from bigmodels.convert import bert, gpt2, llama, safetensors_io, t5, vit
 from bigmodels.data import tokenizers
 from bigmodels.errors import BadInput
+from bigmodels.export import model_params
 from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
 
 # The modules that map an architecture: each has MODEL_TYPES, MODEL_NAME, TASK,
 # keys(model), hf_name, model_from_hf, claims(model), hf_from_model, with_hf_options,
-# dims and example_inputs (docs/architecture.md, "A Hugging Face architecture").
-FAMILIES = (gpt2, llama)
-# model_type in HF's config.json -> the module that maps it.
-ARCHITECTURES = {t: arch for arch in FAMILIES for t in arch.MODEL_TYPES}
+# dims and example_inputs, and optionally from_hf_tensors and to_hf_tensors
+# (docs/architecture.md, "A Hugging Face architecture").
+FAMILIES = (gpt2, llama, vit, bert.MASKED_LM, bert.CLASSIFIER, t5)
+# model_type in HF's config.json -> the modules that map it. Where there are several
+# (BERT's masked LM and classifier), each names HF's classes in HF_ARCHITECTURES.
+ARCHITECTURES = {t: tuple(a for a in FAMILIES if t in a.MODEL_TYPES)
+                 for arch in FAMILIES for t in arch.MODEL_TYPES}
 EXPORTABLE = sorted({arch.MODEL_NAME for arch in FAMILIES})
 HF_CONFIG = "config.json"
 HF_TOKENIZER = "tokenizer.json"
@@ -68,7 +72,17 @@ def architecture(hf_config: dict, path: str):
     if model_type not in ARCHITECTURES:
         raise BadInput(f"{path}: model_type {model_type!r} has no mapping here (known: "
                        f"{', '.join(sorted(ARCHITECTURES))})")
-    return ARCHITECTURES[model_type]
+    families = ARCHITECTURES[model_type]
+    if len(families) == 1:
+        return families[0]
+    # One model_type, several of our models: HF's class (`architectures`) decides.
+    names = hf_config.get("architectures") or [None]
+    for arch in families:
+        if names[0] in arch.HF_ARCHITECTURES:
+            return arch
+    known = ", ".join(f"{n} ({a.MODEL_NAME})" for a in families for n in a.HF_ARCHITECTURES)
+    raise BadInput(f"{path}: architectures={hf_config.get('architectures')!r} of model_type "
+                   f"{model_type!r} has no mapping here (known: {known})")
 
 
 def run_config(hf_config: dict, directory: str, scan_layers: bool = False):
@@ -79,8 +93,9 @@ def run_config(hf_config: dict, directory: str, scan_layers: bool = False):
     config = base_config()
     config.task = arch.TASK
     try:
+        # Only when asked: a model without a scanned layout (BERT) has no such field.
         config.model = model_config(arch.MODEL_NAME, **arch.model_from_hf(hf_config),
-                                    scan_layers=scan_layers)
+                                    **({"scan_layers": True} if scan_layers else {}))
     except KeyError as e:
         raise BadInput(f"{os.path.join(directory, HF_CONFIG)}: no {e.args[0]!r}, which a "
                        f"{hf_config['model_type']} config needs") from None
@@ -111,6 +126,7 @@ def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
     config = run_config(hf_config, directory, scan_layers)
     shapes = param_shapes(arch.with_hf_options(config.model), arch)      # unscanned
     tensors = ((arch.hf_name(n), a) for n, a in safetensors_io.read_tensors(directory))
+    tensors = getattr(arch, "from_hf_tensors", _as_read)(tensors)
     flat = arch.keys(config.model).to_ours(tensors, arch.dims(config.model), shapes)
     params = tree.unflatten({k: v.astype(np.float32, copy=False) for k, v in flat.items()})
     if scan_layers:                              # the key maps name unscanned layers
@@ -125,6 +141,16 @@ def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
             shutil.copyfile(os.path.join(directory, HF_TOKENIZER),
                             os.path.join(tmp, TOKENIZER_FILE))
     return exports.write_atomically(workdir, write)
+
+
+def _as_read(tensors):
+    """`from_hf_tensors` of an architecture whose key map takes HF's tensors as read."""
+    return tensors
+
+
+def _as_mapped(tensors: dict, hf_config: dict) -> tuple[dict, dict]:
+    """`to_hf_tensors` of an architecture whose key map gives HF's tensors as written."""
+    return tensors, hf_config
 
 
 def export_family(model_config):
@@ -146,7 +172,7 @@ def export_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
     config = exports.read_config(source)
     arch = export_family(config.model)
     hf_config = arch.hf_from_model(config.model)
-    params = load(workdir, step)
+    params = model_params(workdir, step)       # a LoRA run's adapters merged
     if config.model.get("scan_layers"):
         from bigmodels.nn.transformer import unstack_layers
         params = unstack_layers(params, config.model.num_layers)
@@ -156,6 +182,7 @@ def export_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
         if name not in flat and name.endswith("/bias"):
             flat[name] = np.zeros(shape, np.float32)
     tensors = arch.keys(config.model).to_hf(flat, arch.dims(config.model))
+    tensors, hf_config = getattr(arch, "to_hf_tensors", _as_mapped)(tensors, hf_config)
     tokenizer = os.path.join(source, TOKENIZER_FILE)
 
     def write(tmp: str) -> None:

@@ -12,6 +12,10 @@ token's own input says nothing, so everything comes from attending to its neighb
 and with learned absolute positions a small MLM sat near the unigram loss for hundreds
 of steps before finding them (bert_mlm.py: eval loss 2.80 at step 600 with learned
 positions, 2.09 at step 200 with rotary).
+
+A Hugging Face BERT (bigmodels/convert/bert.py) is `post_norm=True` (the original order,
+no final norm), `positions="learned"`, its `norm_eps` and `mlp_dim`, and for a classifier
+`pooling="pooler"` (BERT's pooler: Dense + tanh on [CLS]).
 """
 
 import jax
@@ -23,7 +27,7 @@ from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
 from bigmodels.nn.embed import Embed
 from bigmodels.nn.initializers import zeros
-from bigmodels.nn.norms import LayerNorm, make_norm
+from bigmodels.nn.norms import make_norm
 from bigmodels.nn.positions import LearnedPositions
 from bigmodels.nn.transformer import TransformerBlock
 
@@ -40,11 +44,14 @@ class _BertFields(nn.Module):
     num_heads: int = 4
     embed_dim: int = 128
     mlp_ratio: int = 4
+    mlp_dim: int = 0                    # 0 = mlp_ratio * embed_dim
     context_length: int = 128
     type_vocab_size: int = 2
     positions: str = "rotary"           # rotary | learned (BERT's absolute embeddings)
     dropout: float = 0.1
     norm: str = "layernorm"
+    norm_eps: float = 0.0               # 0 = the norm's default (BERT's is 1e-12)
+    post_norm: bool = False             # BERT's x = Norm(x + sublayer(x)), no final norm
     use_bias: bool = True
     attention_impl: str | None = None
     approximate_gelu: bool = False      # BERT's exact erf GELU
@@ -54,6 +61,10 @@ class _BertFields(nn.Module):
         fields = {f: getattr(self, f) for f in _BertFields.__dataclass_fields__
                   if f not in ("parent", "name")}
         return BertEncoder(**fields, name="encoder")
+
+    def layer_norm(self):
+        """The LayerNorm of the embeddings and of the MLM head, whatever `norm` is."""
+        return make_norm("layernorm", self.use_bias, self.dtype, eps=self.norm_eps)
 
 
 class BertEncoder(_BertFields):
@@ -65,13 +76,16 @@ class BertEncoder(_BertFields):
         if self.positions == "learned":
             self.pos_embed = LearnedPositions(self.context_length, self.embed_dim)
         self.segment_embed = Embed(self.type_vocab_size, self.embed_dim, dtype=self.dtype)
-        self.embed_norm = LayerNorm(self.use_bias, dtype=self.dtype)
+        self.embed_norm = self.layer_norm()
         self.blocks = [TransformerBlock(
-            self.num_heads, self.mlp_ratio * self.embed_dim, self.num_layers, self.norm,
-            self.use_bias, rotary=self.positions == "rotary", dropout=self.dropout, attention_impl=self.attention_impl,
-            approximate_gelu=self.approximate_gelu, causal=False, dtype=self.dtype)
+            self.num_heads, self.mlp_dim or self.mlp_ratio * self.embed_dim, self.num_layers,
+            self.norm, self.use_bias, rotary=self.positions == "rotary", dropout=self.dropout,
+            attention_impl=self.attention_impl, approximate_gelu=self.approximate_gelu,
+            causal=False, dtype=self.dtype, norm_eps=self.norm_eps, post_norm=self.post_norm)
             for _ in range(self.num_layers)]
-        self.final_norm = make_norm(self.norm, self.use_bias, self.dtype)
+        # Post-norm blocks end on a norm already.
+        self.final_norm = (None if self.post_norm else
+                           make_norm(self.norm, self.use_bias, self.dtype, eps=self.norm_eps))
         self.drop = nn.Dropout(self.dropout)
 
     def __call__(self, tokens_BxT, segments_BxT, lengths_B, train: bool = False):
@@ -86,7 +100,7 @@ class BertEncoder(_BertFields):
         mask = valid_mask(lengths_B, t)
         for block in self.blocks:
             x = block(x, positions, train, mask_BxT=mask)
-        return self.final_norm(x)
+        return x if self.final_norm is None else self.final_norm(x)
 
 
 def _flops_per_token(model, params, seq_len: int) -> float:
@@ -104,7 +118,7 @@ class BertMLM(_BertFields):
     def setup(self):
         self.encoder = self.make_encoder()
         self.mlm_transform = Dense(self.embed_dim, ("embed", "mlp"), dtype=self.dtype)
-        self.mlm_norm = LayerNorm(self.use_bias, dtype=self.dtype)
+        self.mlm_norm = self.layer_norm()
         self.mlm_bias = self.param("mlm_bias", zeros(("vocab",)), (self.vocab_size,))
 
     def __call__(self, tokens_BxT, segments_BxT, lengths_B, train: bool = False):
@@ -119,11 +133,12 @@ class BertMLM(_BertFields):
 
 
 class BertClassifier(_BertFields):
-    """Encoder + a linear head on the [CLS] (first) position, or on the mean of the valid
+    """Encoder + a linear head on the [CLS] (first) position, on the mean of the valid
     positions (`pooling="mean"`: MLM pretraining never trains [CLS] itself, so a frozen
-    encoder's [CLS] is a weak feature)."""
+    encoder's [CLS] is a weak feature), or on BERT's pooler, tanh(Dense([CLS]))
+    (`pooling="pooler"`, as in Hugging Face's BertForSequenceClassification)."""
     num_classes: int = 2
-    pooling: str = "cls"                # cls | mean
+    pooling: str = "cls"                # cls | mean | pooler
 
     @nn.compact
     def __call__(self, tokens_BxT, lengths_B=None, train: bool = False):
@@ -132,11 +147,14 @@ class BertClassifier(_BertFields):
         x = self.make_encoder()(tokens_BxT, jnp.zeros_like(tokens_BxT), lengths_B, train)
         if self.pooling == "cls":
             pooled = x[:, 0]
+        elif self.pooling == "pooler":
+            pooled = jnp.tanh(Dense(self.embed_dim, ("embed", "mlp"), dtype=self.dtype,
+                                    name="pooler")(x[:, 0]))
         elif self.pooling == "mean":
             mask = valid_mask(lengths_B, x.shape[1])[..., None]
             pooled = (x * mask).sum(1) / jnp.maximum(lengths_B, 1)[:, None].astype(x.dtype)
         else:
-            raise ValueError(f"model.pooling: unknown {self.pooling!r} (cls | mean)")
+            raise ValueError(f"model.pooling: unknown {self.pooling!r} (cls | mean | pooler)")
         pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
         logits = Dense(self.num_classes, ("embed", "vocab"), dtype=self.dtype,
                        name="classifier")(pooled)

@@ -35,6 +35,9 @@ class ViT(nn.Module):
     num_layers: int = 4
     num_heads: int = 4
     mlp_dim: int = 128
+    num_channels: int = 0             # 0 = any: taken from the images
+    norm_eps: float = 0.0             # 0 = LayerNorm's default (1e-5)
+    approximate_gelu: bool = True     # tanh GELU; False = exact erf GELU (HF's ViT)
     dropout: float = 0.0
     remat: str = "none"               # none | full | dots | dots_no_batch (nn/transformer.py)
     scan_layers: bool = False         # one nn.scan over the blocks (params under "blocks")
@@ -53,6 +56,9 @@ class ViT(nn.Module):
                            f"{self.patch_size}: expected B x {self.image_size} x "
                            f"{self.image_size} x C images with the side a multiple of the "
                            f"patch size, got {images_BxHxWxC.shape}")
+        if self.num_channels and images_BxHxWxC.shape[-1] != self.num_channels:
+            raise BadInput(f"model.num_channels={self.num_channels}: got images of shape "
+                           f"{images_BxHxWxC.shape}")
         patches = patchify(images_BxHxWxC.astype(self.dtype), self.patch_size)
         d = self.embed_dim
         x = Dense(d, (None, "embed"), init_std=math.sqrt(1 / patches.shape[-1]),
@@ -73,8 +79,10 @@ class ViT(nn.Module):
         x = apply_blocks(x, positions, train, remat=self.remat, scan_layers=self.scan_layers,
                          num_heads=self.num_heads, mlp_dim=self.mlp_dim,
                          num_layers=self.num_layers, dropout=self.dropout, causal=False,
+                         norm_eps=self.norm_eps, approximate_gelu=self.approximate_gelu,
                          dtype=self.dtype)
-        x = make_norm("layernorm", True, self.dtype, name="final_norm")(x[:, 0])
+        x = make_norm("layernorm", True, self.dtype, name="final_norm",
+                      eps=self.norm_eps)(x[:, 0])
         logits = Dense(self.num_classes, ("embed", None), dtype=self.dtype, name="head")(x)
         return logits.astype(jnp.float32)
 

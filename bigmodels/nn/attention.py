@@ -9,6 +9,10 @@ Cross-attention under `decode=True` projects the context once: the first decode 
 passes `context_BxSxD` (and its mask), whose keys and values are stored in the cache
 as `context_key` / `context_value` / `context_mask`; later calls pass no context and
 attend to the stored projection, so a decoding step costs O(S), not O(S * D^2).
+
+Self-attention takes an additive bias of its logits (`bias_BxNxTxS`: T5's relative
+positions); under decode, the bias of the new queries against key positions 0, 1, ...,
+at least as many as the cache holds.
 """
 
 import jax
@@ -35,6 +39,7 @@ class MultiHeadAttention(nn.Module):
     out_init_std: float = 0.02
     implementation: str | None = None   # None = let JAX choose; "cudnn" | "xla"
     dtype: jnp.dtype = jnp.float32
+    scale: float = 0.0                  # of the logits; 0 = 1/sqrt(head_dim), T5: 1
 
     def _project(self, x, count, name, heads=None, heads_axis="heads"):
         """x . W for `count` stacked projections of `heads` heads: B x T x count x N x H."""
@@ -59,11 +64,12 @@ class MultiHeadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT=None, context_BxSxD=None, mask_BxS=None,
-                 decode: bool = False):
+                 decode: bool = False, bias_BxNxTxS=None):
         """Self-attention when `context_BxSxD` is None, else cross-attention to it.
 
         `mask_BxS` marks valid key positions (padding mask); causality is added
-        for self-attention when `causal` is set.
+        for self-attention when `causal` is set. `bias_BxNxTxS` is added to the
+        self-attention logits.
         """
         d = x_BxTxD.shape[-1]   # the output width; heads x head_dim may differ (T5)
         # Under decode, a module whose cache holds a projected context is a
@@ -72,11 +78,11 @@ class MultiHeadAttention(nn.Module):
                                                                       "context_key")):
             out = self._cross_attend(x_BxTxD, context_BxSxD, mask_BxS, decode)
         else:
-            out = self._self_attend(x_BxTxD, positions_BxT, mask_BxS, decode)
+            out = self._self_attend(x_BxTxD, positions_BxT, mask_BxS, decode, bias_BxNxTxS)
         return Dense(d, ("heads", "kv", "embed"), in_axes=2, use_bias=self.use_bias,
                      init_std=self.out_init_std, dtype=self.dtype, name="out")(out)
 
-    def _self_attend(self, x_BxTxD, positions_BxT, mask_BxS, decode: bool):
+    def _self_attend(self, x_BxTxD, positions_BxT, mask_BxS, decode: bool, bias=None):
         q, k, v = self._project_qkv(x_BxTxD)
         if self.rotary:
             q = apply_rotary(q, positions_BxT, self.rope)
@@ -85,10 +91,10 @@ class MultiHeadAttention(nn.Module):
             if mask_BxS is not None:
                 raise NotImplementedError("the self-attention KV cache is causal only; "
                                           "it takes no padding mask")
-            return self._attend_with_cache(q, k, v, positions_BxT)
+            return self._attend_with_cache(q, k, v, positions_BxT, bias)
         mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal,
-                                            implementation=self._implementation())
+        return self._dot_product(q, k, v, bias=bias, mask=mask, is_causal=self.causal,
+                                 implementation=self._implementation())
 
     def _cross_attend(self, x_BxTxD, context_BxSxD, mask_BxS, decode: bool):
         """Attention from x to the context, or (decode, no context) to the cached one."""
@@ -107,8 +113,13 @@ class MultiHeadAttention(nn.Module):
                 for name, value in zip(names, (k, v, mask_BxS.astype(jnp.bool_))):
                     self.put_variable("cache", name, value)
         mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
-        return jax.nn.dot_product_attention(q, k, v, mask=mask,
-                                            implementation=self._implementation())
+        return self._dot_product(q, k, v, mask=mask, implementation=self._implementation())
+
+    def _dot_product(self, q, k, v, bias=None, **kwargs):
+        if bias is not None:
+            bias = bias.astype(q.dtype)
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, scale=self.scale or None,
+                                            **kwargs)
 
     def _implementation(self):
         """"cudnn" where a GPU is (a GPU config also compiles on CPU, e.g. for a dry
@@ -117,21 +128,26 @@ class MultiHeadAttention(nn.Module):
             return None
         return self.implementation
 
-    def _attend_with_cache(self, q, k, v, positions_BxT):
+    def _attend_with_cache(self, q, k, v, positions_BxT, bias=None):
         """Writes k, v at the cache index and attends to every cached position <= query."""
         is_initialized = self.has_variable("cache", "key")
         cached_k = self.variable("cache", "key", jnp.zeros, k.shape, k.dtype)
         cached_v = self.variable("cache", "value", jnp.zeros, v.shape, v.dtype)
         index = self.variable("cache", "index", lambda: jnp.array(0, jnp.int32))
+        max_len = cached_k.value.shape[1]
+        if bias is not None:     # keys 0 ... max_len - 1
+            if bias.shape[-1] < max_len:
+                raise ValueError(f"the attention bias covers {bias.shape[-1]} key positions; "
+                                 f"the KV cache holds {max_len}")
+            bias = bias[..., :max_len]
         if not is_initialized:   # the init call only allocates a max-length cache
-            return jax.nn.dot_product_attention(q, k, v, is_causal=True)
+            return self._dot_product(q, k, v, bias=bias, is_causal=True)
         t = q.shape[1]
         start = index.value
         cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, (0, start, 0, 0))
         cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, (0, start, 0, 0))
         index.value = start + t
-        max_len = cached_k.value.shape[1]
         query_pos = start + jnp.arange(t)
         mask = jnp.arange(max_len)[None, :] <= query_pos[:, None]          # T x S
-        return jax.nn.dot_product_attention(q, cached_k.value, cached_v.value,
-                                            mask=mask[None, None])
+        return self._dot_product(q, cached_k.value, cached_v.value, bias=bias,
+                                 mask=mask[None, None])

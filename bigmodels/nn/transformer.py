@@ -41,6 +41,7 @@ class TransformerBlock(nn.Module):
     norm_eps: float = 0.0             # 0 = the norm's default
     post_norm: bool = False
     rope: Rope = Rope()
+    attn_scale: float = 0.0           # of the attention logits; 0 = 1/sqrt(head_dim), T5: 1
 
     def _norm(self, name):
         return make_norm(self.norm, self.use_bias, self.dtype, name=name, eps=self.norm_eps)
@@ -54,7 +55,7 @@ class TransformerBlock(nn.Module):
         return MultiHeadAttention(
             self.num_heads, self.head_dim or d // self.num_heads, use_bias=self.use_bias,
             out_init_std=self._out_init_std, implementation=self.attention_impl,
-            dtype=self.dtype, name=name, **kwargs)
+            dtype=self.dtype, scale=self.attn_scale, name=name, **kwargs)
 
     def _residual(self, x_BxTxD, sublayer, norm_name, drop):
         """x + drop(sublayer(Norm(x))), or with post_norm Norm(x + drop(sublayer(x)))."""
@@ -64,9 +65,11 @@ class TransformerBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT, train: bool, decode: bool = False,
-                 mask_BxT=None, context_BxSxD=None, context_mask_BxS=None):
+                 mask_BxT=None, context_BxSxD=None, context_mask_BxS=None,
+                 bias_BxNxTxS=None):
         """`mask_BxT` marks valid (non-padding) positions of x for self-attention;
-        `context_BxSxD` and its mask are what cross-attention reads."""
+        `context_BxSxD` and its mask are what cross-attention reads; `bias_BxNxTxS`
+        is added to the self-attention logits (T5's relative positions)."""
         d = x_BxTxD.shape[-1]
         # Activations are sharded over the batch (see sharding.with_activation_rules).
         x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed"))
@@ -75,7 +78,8 @@ class TransformerBlock(nn.Module):
                                rope=self.rope, num_kv_heads=self.num_kv_heads,
                                qkv_bias=self.qkv_bias)
         x_BxTxD = self._residual(
-            x_BxTxD, lambda h: attn(h, positions_BxT, mask_BxS=mask_BxT, decode=decode),
+            x_BxTxD, lambda h: attn(h, positions_BxT, mask_BxS=mask_BxT, decode=decode,
+                                    bias_BxNxTxS=bias_BxNxTxS),
             "attn_norm", drop)
         if self.cross_attention:
             cross = self._attention(d, "cross_attn", causal=False)

@@ -14,6 +14,8 @@ trainer calls all of them on every regime and never asks what a regime can do.
     transform_optimizer(tx) -> tx       the whole optimizer (local SGD's replicas)
     opt_state_shardings(...)            shardings of an optimizer state it reshaped
     init_state(params)                  its own part of the train state: state.extra[name]
+    after_init(state, shardings)        a fresh run's state, after init_from, outside jit:
+                                        may read files (LoRA's base)
     extra_state_shardings(...)          the shardings of that part
     update                              None, or a rule that replaces the update (see
                                         `plain_update` for the signature); one at most
@@ -84,6 +86,11 @@ class Regime:
     def init_state(self, params):
         """None: this regime keeps no state of its own."""
         return None
+
+    def after_init(self, state, shardings):
+        """A fresh run's state (not a resumed one), after `init_from`; outside jit, so
+        it may read files. It keeps every shape, dtype and sharding."""
+        return state
 
     def extra_state_shardings(self, abstract_extra, param_shardings, mesh):
         return jax.tree.map(lambda _: NamedSharding(mesh, P()), abstract_extra)

@@ -99,18 +99,22 @@ class Trainer:
         return not metadata.get(EVAL_PENDING) or logged_eval(self.workdir, start)
 
     def _initial_state(self):
-        """A fresh state, with params from `config.init_from` if it names a checkpoint."""
+        """A fresh state, with params from `config.init_from` if it names a checkpoint,
+        then each regime's `after_init`."""
         built, config = self.built, self.config
         state = state_lib.init_state(built.task, built.tx, built.rng, built.example,
                                      built.shardings, built.regimes)
-        if not config.init_from:
-            return state
-        params, fresh = checkpoint.init_params(config.init_from, state.params,
-                                               built.shardings.params, config.init_from_skip,
-                                               config.init_from_rename)
-        kept = f"; freshly initialised: {', '.join(fresh)}" if fresh else ""
-        print(f"initialised params from {config.init_from}{kept}", flush=True)
-        return state.replace(params=params)
+        if config.init_from:
+            params, fresh = checkpoint.init_params(config.init_from, state.params,
+                                                   built.shardings.params,
+                                                   config.init_from_skip,
+                                                   config.init_from_rename)
+            kept = f"; freshly initialised: {', '.join(fresh)}" if fresh else ""
+            print(f"initialised params from {config.init_from}{kept}", flush=True)
+            state = state.replace(params=params)
+        for regime in built.regimes:
+            state = regime.after_init(state, built.shardings)
+        return state
 
     def write_run_files(self) -> None:
         if self.primary:
