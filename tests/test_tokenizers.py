@@ -80,6 +80,40 @@ def test_specials_on_a_bpe_survive_saving(tmp_path):
     assert back.encode(TEXT).tolist() == bpe.encode(TEXT).tolist()
 
 
+def _wordpiece_with_bert_specials(path) -> str:
+    """A small WordPiece tokenizer.json whose vocabulary starts with BERT's specials, as
+    bert-base-uncased's does."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordPieceTrainer(vocab_size=200, show_progress=False, special_tokens=[
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator([TEXT * 20], trainer)
+    tok.save(str(path))
+    return str(path)
+
+
+def test_specials_a_pretrained_tokenizer_has_keep_its_ids(tmp_path):
+    hf = tokenizers.build(f"hf:{_wordpiece_with_bert_specials(tmp_path / 'wp.json')}", b"")
+    both = tokenizers.build(f"hf:{tmp_path / 'wp.json'}", b"",
+                            specials=("[PAD]", "[CLS]", "[SEP]", "[MASK]", "<eos>"))
+    # BERT's four are the tokenizer's own (ids 0, 2, 3, 4); <eos> is new, after the vocab.
+    assert [both.id(n) for n in ("[PAD]", "[CLS]", "[SEP]", "[MASK]")] == [0, 2, 3, 4]
+    assert both.id("<eos>") == hf.vocab_size and both.vocab_size == hf.vocab_size + 1
+    ids = [both.id("[CLS]"), *both.encode("return x").tolist(), both.id("[SEP]"),
+           both.id("<eos>")]
+    assert both.is_special(ids).tolist() == [True] + [False] * (len(ids) - 3) + [True, True]
+    assert both.decode(ids) == hf.decode(ids[1:-2])
+    assert both.decode(ids, skip_specials=False).startswith("[CLS]")
+    tokenizers.save(both, str(tmp_path / "tokenizer.json"))
+    back = tokenizers.load(str(tmp_path / "tokenizer.json"))
+    assert [back.id(n) for n in both.specials] == [both.id(n) for n in both.specials]
+    # A run saved before own specials existed appended all of them: still read that way.
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    del spec["own_specials"]
+    old = tokenizers.from_json(spec)
+    assert old.id("[PAD]") == hf.vocab_size and old.vocab_size == hf.vocab_size + 5
+
+
 # A unigram model as trained by default (NFKC, unknown characters to <unk>), and a BPE
 # that keeps every character (byte fallback, no normalization), so decodes exactly.
 SENTENCEPIECE_MODELS = {

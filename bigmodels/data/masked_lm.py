@@ -77,7 +77,7 @@ def mlm_batches(ids: np.ndarray, tokenizer, seq_len: int, global_batch: int, see
         segments = np.zeros((global_batch, seq_len), np.int32)
         for r, length in enumerate(lengths):
             tokens[r, :length], segments[r, :length] = pair_row(ids, rng, length, special)
-        inputs, selected = mask_tokens(rng, tokens, tokens < tokenizer.base_vocab_size,
+        inputs, selected = mask_tokens(rng, tokens, ~tokenizer.is_special(tokens),
                                        special["[MASK]"], tokenizer.base_vocab_size,
                                        mask_rate)
         return {"tokens": inputs[rows], "segments": segments[rows],

@@ -156,18 +156,49 @@ def is_hf_json(spec: dict) -> bool:
     return "kind" not in spec and "model" in spec
 
 
-class WithSpecials:
-    """A tokenizer plus named special tokens ("[PAD]", "[MASK]", "<eos>", ...) whose ids
-    follow the base vocabulary, so a text can never encode to one by accident."""
+# Our special tokens' names, and what a Hugging Face tokenizer may call the same token.
+SPECIAL_ALIASES = {"<eos>": ("<eos>", "</s>"), "<bos>": ("<bos>", "<s>")}
 
-    def __init__(self, base, specials: tuple[str, ...]):
+
+def own_specials(base, names) -> dict[str, int]:
+    """{name: id} of the `names` that `base` (a Hugging Face tokenizer) already has as
+    special tokens: BERT's [CLS], [SEP], [PAD] and [MASK], T5's <pad> and </s>, under
+    the ids its pretrained model learned them at."""
+    if not isinstance(base, HFTokenizer):
+        return {}
+    special = {t.content: i for i, t in base.tokenizer.get_added_tokens_decoder().items()
+               if t.special}
+    own = {}
+    for name in names:
+        found = [special[a] for a in SPECIAL_ALIASES.get(name, (name,)) if a in special]
+        if found:
+            own[name] = found[0]
+    return own
+
+
+class WithSpecials:
+    """A tokenizer plus named special tokens ("[PAD]", "[MASK]", "<eos>", ...). Those the
+    base has as its own special tokens (an HF tokenizer's [CLS], `own`) keep their ids;
+    the others follow the base vocabulary, so a text can never encode to one by accident."""
+
+    def __init__(self, base, specials: tuple[str, ...], own: dict[str, int] | None = None):
         self.base, self.specials = base, tuple(specials)
         self.kind = base.kind
         self.base_vocab_size = base.vocab_size
-        self.vocab_size = base.vocab_size + len(self.specials)
+        self.own = dict(own_specials(base, self.specials) if own is None else own)
+        self._ids = dict(self.own)
+        for name in self.specials:
+            if name not in self._ids:
+                self._ids[name] = base.vocab_size + len(self._ids) - len(self.own)
+        self._names = {i: name for name, i in self._ids.items()}
+        self.vocab_size = base.vocab_size + len(self.specials) - len(self.own)
 
     def id(self, name: str) -> int:
-        return self.base_vocab_size + self.specials.index(name)
+        return self._ids[name]
+
+    def is_special(self, ids) -> np.ndarray:
+        """Booleans: which of `ids` are one of the specials."""
+        return np.isin(ids, list(self._names))
 
     def encode(self, text) -> np.ndarray:
         return self.base.encode(text)
@@ -176,23 +207,27 @@ class WithSpecials:
         """Text of `ids`; specials are dropped, or written as their names."""
         out, run = [], []
         for i in np.asarray(ids).tolist():
-            if i < self.base_vocab_size:
+            if i not in self._names:
                 run.append(i)
                 continue
             out.append(self.base.decode(run))
             run = []
             if not skip_specials:
-                out.append(self.specials[i - self.base_vocab_size])
+                out.append(self._names[i])
         return "".join(out + [self.base.decode(run)])
 
     def to_json(self) -> dict:
-        return {**self.base.to_json(), "specials": list(self.specials)}
+        # The own ids are saved: a resumed run must not depend on re-deriving them.
+        return {**self.base.to_json(), "specials": list(self.specials),
+                "own_specials": self.own}
 
 
 def from_json(spec: dict):
     if spec.get("specials"):             # ours, on top of any base (an HF one too)
-        return WithSpecials(from_json({k: v for k, v in spec.items() if k != "specials"}),
-                            tuple(spec["specials"]))
+        base = from_json({k: v for k, v in spec.items()
+                          if k not in ("specials", "own_specials")})
+        # Runs saved before own specials existed appended every special.
+        return WithSpecials(base, tuple(spec["specials"]), spec.get("own_specials", {}))
     if is_hf_json(spec):
         from tokenizers import Tokenizer
         return HFTokenizer(Tokenizer.from_str(json.dumps(spec)))
