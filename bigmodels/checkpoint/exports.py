@@ -82,10 +82,14 @@ def export_params(path: str, out_dir: str, step: int | None = None, transform=No
     return write_atomically(out_dir, write)
 
 
-def save_params(directory: str, params) -> None:
+def save_params(directory: str, params, compress: bool = True) -> None:
     """The params as an export's pytree, {"params": params}, in `directory` (made first;
-    orbax replaces it, so the run files go in after)."""
-    ocp.PyTreeCheckpointer().save(directory, {"params": params}, force=True)
+    orbax replaces it, so the run files go in after). `compress=False` skips orbax's
+    compression, whose buffers for all arrays are in flight at once: a Hugging Face
+    import's peak memory fell from 3.05x to 2.13x its params (benchmarks/RESULTS.md)."""
+    handler = ocp.PyTreeCheckpointHandler(use_compression=compress)
+    ocp.Checkpointer(handler).save(directory, ocp.args.PyTreeSave({"params": params}),
+                                   force=True)
 
 
 def write_atomically(out_dir: str, write) -> str:

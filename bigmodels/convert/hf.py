@@ -134,7 +134,7 @@ def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
         params = stack_layers(params, config.model.num_layers)
 
     def write(tmp: str) -> None:
-        exports.save_params(tmp, params)
+        exports.save_params(tmp, params, compress=False)    # memory: see save_params
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             f.write(config.to_json(indent=2))
         if os.path.isfile(os.path.join(directory, HF_TOKENIZER)):
