@@ -70,6 +70,16 @@ def test_bad_tokenizer_settings_are_one_line_errors(kind, message):
         tokenizers.build(kind, b"some text")
 
 
+def test_a_hub_tokenizer_that_cannot_be_fetched_is_one_line(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)      # never touch the network
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(BadInput, match=r"hf:no-org/no-model: not a local path, and the "
+                                       r"hub download failed") as refused:
+        tokenizers.build("hf:no-org/no-model", b"some text")
+    assert "\n" not in str(refused.value)
+
+
 def test_specials_on_a_bpe_survive_saving(tmp_path):
     bpe = tokenizers.build("bpe:300", (TEXT * 50).encode(), specials=("[PAD]", "[MASK]"))
     tokenizers.save(bpe, str(tmp_path / "tokenizer.json"))

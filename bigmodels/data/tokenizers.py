@@ -1,5 +1,5 @@
 """Tokenizers, saved as JSON with the run (never pickled): character- and byte-level
-ones of our own, any Hugging Face `tokenizers` tokenizer (`hf:<dir or file>`), kept
+ones of our own, any Hugging Face `tokenizers` tokenizer (`hf:<dir, file or hub id>`), kept
 as its own `tokenizer.json`, which transformers and the `tokenizers` library load as is,
 and any SentencePiece model (`sentencepiece:<model file>`), kept as its model's bytes."""
 
@@ -91,9 +91,13 @@ class HFTokenizer:
 
     @classmethod
     def from_file(cls, path: str) -> "HFTokenizer":
+        """From a tokenizer.json, a directory holding one, or a hub id (`org/name`,
+        fetched once into the Hugging Face cache)."""
         from tokenizers import Tokenizer
         if os.path.isdir(path):
             path = os.path.join(path, "tokenizer.json")
+        elif not os.path.exists(path) and _is_hub_id(path):
+            path = _hub_tokenizer(path)
         try:
             return cls(Tokenizer.from_file(path))
         except Exception as e:            # the Rust side raises plain Exceptions
@@ -110,6 +114,20 @@ class HFTokenizer:
 
     def to_json(self) -> dict:
         return json.loads(self.tokenizer.to_str())
+
+
+def _is_hub_id(text: str) -> bool:
+    return text.count("/") == 1 and not text.startswith((".", "/", "~"))
+
+
+def _hub_tokenizer(repo_id: str) -> str:
+    from huggingface_hub import hf_hub_download
+    try:
+        return hf_hub_download(repo_id, "tokenizer.json")
+    except Exception as e:            # offline, unknown or gated repo: one line each
+        raise BadInput(f"data.tokenizer: hf:{repo_id}: not a local path, and the hub "
+                       f"download failed ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
 
 
 class SentencePieceTokenizer:
