@@ -11,41 +11,9 @@ the parts of our fused `qkv` (D x 3 x H x hd). Our BERT has no scanned layout.
 """
 
 from bigmodels.convert.gpt2 import GELU
-from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.key_map import KeyMap, Row, layer_norm
+from bigmodels.convert.linear import heads_in, heads_out, linear, out_in, out_out
 from bigmodels.errors import BadInput
-
-
-def _transpose(array, dims):
-    return array.T
-
-
-def _heads_in(array, dims):                  # (N*hd, D) -> (D, N, hd); (N*hd,) -> (N, hd)
-    if array.ndim == 1:
-        return array.reshape(dims["heads"], -1)
-    return array.T.reshape(array.shape[1], dims["heads"], -1)
-
-
-def _heads_out(array, dims):                 # the inverse of _heads_in
-    if array.ndim == 2:
-        return array.reshape(-1)
-    return array.reshape(array.shape[0], -1).T
-
-
-def _out_in(array, dims):                    # (D, N*hd) -> (N, hd, D)
-    return array.T.reshape(dims["heads"], -1, array.shape[0])
-
-
-def _out_out(array, dims):
-    return array.reshape(-1, array.shape[-1]).T
-
-
-def _linear(hf: str, ours: str) -> list[Row]:
-    return [Row(f"{hf}.weight", f"{ours}/kernel", _transpose, _transpose),
-            Row(f"{hf}.bias", f"{ours}/bias")]
-
-
-def _norm(hf: str, ours: str) -> list[Row]:
-    return [Row(f"{hf}.weight", f"{ours}/scale"), Row(f"{hf}.bias", f"{ours}/bias")]
 
 
 _LAYER, _BLOCK = "bert.encoder.layer.{i}", "encoder/blocks_{i}"
@@ -53,18 +21,18 @@ ENCODER = [
     Row("bert.embeddings.word_embeddings.weight", "encoder/token_embed/embedding"),
     Row("bert.embeddings.position_embeddings.weight", "encoder/pos_embed/embedding"),
     Row("bert.embeddings.token_type_embeddings.weight", "encoder/segment_embed/embedding"),
-    *_norm("bert.embeddings.LayerNorm", "encoder/embed_norm"),
+    *layer_norm("bert.embeddings.LayerNorm", "encoder/embed_norm"),
     *(Row(f"{_LAYER}.attention.self.{hf}.{kind}", f"{_BLOCK}/attn/qkv/{suffix}",
-          _heads_in, _heads_out, part=(index, -3))
+          heads_in(), heads_out, part=(index, -3))
       for index, hf in enumerate(("query", "key", "value"))
       for kind, suffix in (("weight", "kernel"), ("bias", "bias"))),
     Row(f"{_LAYER}.attention.output.dense.weight", f"{_BLOCK}/attn/out/kernel",
-        _out_in, _out_out),
+        out_in, out_out),
     Row(f"{_LAYER}.attention.output.dense.bias", f"{_BLOCK}/attn/out/bias"),
-    *_norm(f"{_LAYER}.attention.output.LayerNorm", f"{_BLOCK}/attn_norm"),
-    *_linear(f"{_LAYER}.intermediate.dense", f"{_BLOCK}/mlp/wi"),
-    *_linear(f"{_LAYER}.output.dense", f"{_BLOCK}/mlp/wo"),
-    *_norm(f"{_LAYER}.output.LayerNorm", f"{_BLOCK}/mlp_norm"),
+    *layer_norm(f"{_LAYER}.attention.output.LayerNorm", f"{_BLOCK}/attn_norm"),
+    *linear(f"{_LAYER}.intermediate.dense", f"{_BLOCK}/mlp/wi"),
+    *linear(f"{_LAYER}.output.dense", f"{_BLOCK}/mlp/wo"),
+    *layer_norm(f"{_LAYER}.output.LayerNorm", f"{_BLOCK}/mlp_norm"),
 ]
 # The position ids buffer of old files.
 _BUFFERS = [r"\.position_ids$"]
@@ -163,8 +131,8 @@ class _MaskedLM(_Bert):
     HF_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
     KEYS = KeyMap(
         [*ENCODER,
-         *_linear("cls.predictions.transform.dense", "mlm_transform"),
-         *_norm("cls.predictions.transform.LayerNorm", "mlm_norm"),
+         *linear("cls.predictions.transform.dense", "mlm_transform"),
+         *layer_norm("cls.predictions.transform.LayerNorm", "mlm_norm"),
          Row("cls.predictions.bias", "mlm_bias")],
         # bert-base-uncased's files hold the pooler and the NSP head too; the decoder
         # weight, when stored, is the tied word embedding.
@@ -188,8 +156,8 @@ class _Classifier(_Bert):
     MODEL_NAME, TASK = "bert_classifier", "classify"
     HF_ARCHITECTURES = ("BertForSequenceClassification",)
     NEEDS = _Bert.NEEDS + (("pooling", "pooler"),)
-    KEYS = KeyMap([*ENCODER, *_linear("bert.pooler.dense", "pooler"),
-                   *_linear("classifier", "classifier")],
+    KEYS = KeyMap([*ENCODER, *linear("bert.pooler.dense", "pooler"),
+                   *linear("classifier", "classifier")],
                   ignored_hf=[r"^cls\.", *_BUFFERS])      # a pretraining head left in
 
     def model_from_hf(self, hf: dict) -> dict:

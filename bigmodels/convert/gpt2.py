@@ -7,7 +7,7 @@ kernels; the fused q/k/v weight splits as (D, 3, heads, head_dim) in that order.
 
 import jax.numpy as jnp
 
-from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.key_map import KeyMap, Row, layer_norm
 from bigmodels.errors import BadInput
 
 MODEL_TYPES = ("gpt2",)      # HF's config.json
@@ -31,14 +31,10 @@ def _heads_out(array, dims):
     return array.reshape(-1, array.shape[-1])
 
 
-def _norm(hf: str, ours: str) -> list[Row]:
-    return [Row(f"{hf}.weight", f"{ours}/scale"), Row(f"{hf}.bias", f"{ours}/bias")]
-
-
 KEYS = KeyMap(
     [Row("transformer.wte.weight", "token_embed/embedding"),
      Row("transformer.wpe.weight", "pos_embed/embedding"),
-     *_norm("transformer.h.{i}.ln_1", "block_{i}/attn_norm"),
+     *layer_norm("transformer.h.{i}.ln_1", "block_{i}/attn_norm"),
      Row("transformer.h.{i}.attn.c_attn.weight", "block_{i}/attn/qkv/kernel",
          _split_heads, _merge_heads),
      Row("transformer.h.{i}.attn.c_attn.bias", "block_{i}/attn/qkv/bias",
@@ -46,12 +42,12 @@ KEYS = KeyMap(
      Row("transformer.h.{i}.attn.c_proj.weight", "block_{i}/attn/out/kernel",
          _heads_in, _heads_out),
      Row("transformer.h.{i}.attn.c_proj.bias", "block_{i}/attn/out/bias"),
-     *_norm("transformer.h.{i}.ln_2", "block_{i}/mlp_norm"),
+     *layer_norm("transformer.h.{i}.ln_2", "block_{i}/mlp_norm"),
      Row("transformer.h.{i}.mlp.c_fc.weight", "block_{i}/mlp/wi/kernel"),
      Row("transformer.h.{i}.mlp.c_fc.bias", "block_{i}/mlp/wi/bias"),
      Row("transformer.h.{i}.mlp.c_proj.weight", "block_{i}/mlp/wo/kernel"),
      Row("transformer.h.{i}.mlp.c_proj.bias", "block_{i}/mlp/wo/bias"),
-     *_norm("transformer.ln_f", "final_norm")],
+     *layer_norm("transformer.ln_f", "final_norm")],
     # The tied head (when a file stores it) and the causal-mask buffers of old files.
     ignored_hf=[r"^lm_head\.weight$", r"\.attn\.(masked_)?bias$"])
 

@@ -111,5 +111,10 @@ class KeyMap:
         return out
 
 
+def layer_norm(hf: str, ours: str) -> list[Row]:
+    """A LayerNorm's rows: HF's weight and bias, our scale and bias."""
+    return [Row(f"{hf}.weight", f"{ours}/scale"), Row(f"{hf}.bias", f"{ours}/bias")]
+
+
 def _few(names: list[str]) -> str:
     return listed(names) if names else "none"

@@ -11,39 +11,13 @@ as ours does: q and k need no permutation.
 
 from bigmodels.convert import gpt2
 from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.linear import heads_in, heads_out, out_in, out_out, transpose
 from bigmodels.errors import BadInput
 
 MODEL_TYPES = ("llama", "qwen2")
 MODEL_NAME = "gpt"
 TASK = "causal_lm"
 ARCHITECTURE = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-
-
-def _heads_in(heads_key):
-    """(N*hd, D) or (N*hd,) -> (D, N, hd) or (N, hd): an input projection's weight."""
-    def to_ours(array, dims):
-        if array.ndim == 1:
-            return array.reshape(dims[heads_key], -1)
-        return array.T.reshape(array.shape[1], dims[heads_key], -1)
-    return to_ours
-
-
-def _heads_out(array, dims):                 # (D, N, hd) -> (N*hd, D); (N, hd) -> (N*hd,)
-    if array.ndim == 2:
-        return array.reshape(-1)
-    return array.reshape(array.shape[0], -1).T
-
-
-def _transpose(array, dims):
-    return array.T
-
-
-def _o_in(array, dims):                      # (D, N*hd) -> (N, hd, D)
-    return array.T.reshape(dims["heads"], -1, array.shape[0])
-
-
-def _o_out(array, dims):
-    return array.reshape(-1, array.shape[-1]).T
 
 
 def _qkv_rows(gqa: bool, bias: bool) -> list[Row]:
@@ -55,7 +29,7 @@ def _qkv_rows(gqa: bool, bias: bool) -> list[Row]:
     for hf, ours, index, heads in targets:
         for kind, suffix in (("weight", "kernel"), ("bias", "bias"))[:1 + bias]:
             rows.append(Row(f"model.layers.{{i}}.self_attn.{hf}_proj.{kind}",
-                            f"block_{{i}}/attn/{ours}/{suffix}", _heads_in(heads), _heads_out,
+                            f"block_{{i}}/attn/{ours}/{suffix}", heads_in(heads), heads_out,
                             part=(index, -3)))
     return rows
 
@@ -67,17 +41,17 @@ def keys(model) -> KeyMap:
             Row("model.layers.{i}.input_layernorm.weight", "block_{i}/attn_norm/scale"),
             *_qkv_rows(gqa, bias=model.qkv_bias),
             Row("model.layers.{i}.self_attn.o_proj.weight", "block_{i}/attn/out/kernel",
-                _o_in, _o_out),
+                out_in, out_out),
             Row("model.layers.{i}.post_attention_layernorm.weight", "block_{i}/mlp_norm/scale"),
             Row("model.layers.{i}.mlp.gate_proj.weight", "block_{i}/mlp/wi/kernel",
-                _transpose, _transpose, part=(0, -2)),
+                transpose, transpose, part=(0, -2)),
             Row("model.layers.{i}.mlp.up_proj.weight", "block_{i}/mlp/wi/kernel",
-                _transpose, _transpose, part=(1, -2)),
+                transpose, transpose, part=(1, -2)),
             Row("model.layers.{i}.mlp.down_proj.weight", "block_{i}/mlp/wo/kernel",
-                _transpose, _transpose),
+                transpose, transpose),
             Row("model.norm.weight", "final_norm/scale")]
     if not model.tie_embeddings:
-        rows.append(Row("lm_head.weight", "head/kernel", _transpose, _transpose))
+        rows.append(Row("lm_head.weight", "head/kernel", transpose, transpose))
     # A tied head stored anyway, and the rotary buffers of old files.
     return KeyMap(rows, ignored_hf=[r"^lm_head\.weight$", r"\.rotary_emb\.inv_freq$"])
 

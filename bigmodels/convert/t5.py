@@ -22,6 +22,7 @@ trained here keeps its specials at the end of the vocabulary
 import jax.numpy as jnp
 
 from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.linear import heads_in, heads_out, out_in, out_out, transpose
 from bigmodels.errors import BadInput
 
 MODEL_TYPES = ("t5",)
@@ -36,32 +37,12 @@ FEED_FORWARD = {"relu": ("relu", True), "gelu": ("gelu", False), "gelu_new": ("g
                 "gated-silu": ("swiglu", True)}
 
 
-def _heads_in(array, dims):                  # (N*hd, D) -> (D, N, hd)
-    return array.T.reshape(array.shape[1], dims["heads"], -1)
-
-
-def _heads_out(array, dims):                 # (D, N, hd) -> (N*hd, D)
-    return array.reshape(array.shape[0], -1).T
-
-
 def _q_in(array, dims):                      # HF's q carries our logits' scale
-    return _heads_in(array, dims) / dims["q_scale"]
+    return heads_in()(array, dims) / dims["q_scale"]
 
 
 def _q_out(array, dims):
-    return _heads_out(array, dims) * dims["q_scale"]
-
-
-def _o_in(array, dims):                      # (D, N*hd) -> (N, hd, D)
-    return array.T.reshape(dims["heads"], -1, array.shape[0])
-
-
-def _o_out(array, dims):
-    return array.reshape(-1, array.shape[-1]).T
-
-
-def _transpose(array, dims):
-    return array.T
+    return heads_out(array, dims) * dims["q_scale"]
 
 
 def _attention_rows(hf: str, ours: str, cross: bool) -> list[Row]:
@@ -70,9 +51,9 @@ def _attention_rows(hf: str, ours: str, cross: bool) -> list[Row]:
     fused = (("q", "q", 0), ("k", "kv", 0), ("v", "kv", 1)) if cross else (
         ("q", "qkv", 0), ("k", "qkv", 1), ("v", "qkv", 2))
     return [*(Row(f"{hf}.{name}.weight", f"{ours}/{param}/kernel",
-                  *((_q_in, _q_out) if name == "q" else (_heads_in, _heads_out)),
+                  *((_q_in, _q_out) if name == "q" else (heads_in(), heads_out)),
                   part=(index, -3)) for name, param, index in fused),
-            Row(f"{hf}.o.weight", f"{ours}/out/kernel", _o_in, _o_out)]
+            Row(f"{hf}.o.weight", f"{ours}/out/kernel", out_in, out_out)]
 
 
 def _stack_rows(stack: str, gated: bool) -> list[Row]:
@@ -88,12 +69,12 @@ def _stack_rows(stack: str, gated: bool) -> list[Row]:
     mlp = f"{hf}.{n}.DenseReluDense"
     rows.append(Row(f"{hf}.{n}.layer_norm.weight", f"{ours}/mlp_norm/scale"))
     if gated:
-        rows += [Row(f"{mlp}.wi_{k}.weight", f"{ours}/mlp/wi/kernel", _transpose, _transpose,
+        rows += [Row(f"{mlp}.wi_{k}.weight", f"{ours}/mlp/wi/kernel", transpose, transpose,
                      part=(k, -2)) for k in (0, 1)]
     else:
-        rows.append(Row(f"{mlp}.wi.weight", f"{ours}/mlp/wi/kernel", _transpose, _transpose))
+        rows.append(Row(f"{mlp}.wi.weight", f"{ours}/mlp/wi/kernel", transpose, transpose))
     return rows + [
-        Row(f"{mlp}.wo.weight", f"{ours}/mlp/wo/kernel", _transpose, _transpose),
+        Row(f"{mlp}.wo.weight", f"{ours}/mlp/wo/kernel", transpose, transpose),
         Row(f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
             f"{stack}/relative_bias/embedding"),
         Row(f"{stack}.final_layer_norm.weight", f"{stack}/final_norm/scale")]
@@ -105,7 +86,7 @@ def keys(model) -> KeyMap:
     rows = [Row("shared.weight", "token_embed/embedding"),
             *(row for stack in STACKS for row in _stack_rows(stack, gated))]
     if not model.tie_embeddings:
-        rows.append(Row("lm_head.weight", "head/kernel", _transpose, _transpose))
+        rows.append(Row("lm_head.weight", "head/kernel", transpose, transpose))
     elif not model.get("scale_decoder_output", False):
         rows.append(Row("lm_head.weight", "token_embed/embedding"))   # out as v1.1
     # A tied head stored anyway; the cross-attention position table some old files

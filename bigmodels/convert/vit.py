@@ -15,7 +15,8 @@ on export HF's token is ours with position 0 at zero (`to_hf_tensors`).
 import jax.numpy as jnp
 import numpy as np
 
-from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.key_map import KeyMap, Row, layer_norm
+from bigmodels.convert.linear import heads_in, heads_out, linear, out_in, out_out
 from bigmodels.errors import BadInput
 
 MODEL_TYPES = ("vit",)
@@ -36,45 +37,12 @@ def _conv_out(array, dims):                  # (p*p*C, D) -> (D, C, p, p)
     return array.reshape(p, p, -1, array.shape[-1]).transpose(3, 2, 0, 1)
 
 
-def _heads_in(array, dims):                  # (H*hd, D) -> (D, H, hd); (H*hd,) -> (H, hd)
-    if array.ndim == 1:
-        return array.reshape(dims["heads"], -1)
-    return array.T.reshape(array.shape[1], dims["heads"], -1)
-
-
-def _heads_out(array, dims):                 # (D, H, hd) -> (H*hd, D); (H, hd) -> (H*hd,)
-    if array.ndim == 2:
-        return array.reshape(-1)
-    return array.reshape(array.shape[0], -1).T
-
-
-def _out_in(array, dims):                    # (D, H*hd) -> (H, hd, D)
-    return array.T.reshape(dims["heads"], -1, array.shape[0])
-
-
-def _out_out(array, dims):
-    return array.reshape(-1, array.shape[-1]).T
-
-
-def _transpose(array, dims):
-    return array.T
-
-
 def _squeeze(array, dims):                   # (1, N, D) -> (N, D)
     return array[0]
 
 
 def _unsqueeze(array, dims):
     return array[None]
-
-
-def _linear(hf: str, ours: str) -> list[Row]:
-    return [Row(f"{hf}.weight", f"{ours}/kernel", _transpose, _transpose),
-            Row(f"{hf}.bias", f"{ours}/bias")]
-
-
-def _norm(hf: str, ours: str) -> list[Row]:
-    return [Row(f"{hf}.weight", f"{ours}/scale"), Row(f"{hf}.bias", f"{ours}/bias")]
 
 
 LAYER = "vit.encoder.layer.{i}"
@@ -84,19 +52,19 @@ KEYS = KeyMap(
      Row("vit.embeddings.patch_embeddings.projection.weight", "patch_embed/kernel",
          _conv_in, _conv_out),
      Row("vit.embeddings.patch_embeddings.projection.bias", "patch_embed/bias"),
-     *_norm(f"{LAYER}.layernorm_before", "block_{i}/attn_norm"),
+     *layer_norm(f"{LAYER}.layernorm_before", "block_{i}/attn_norm"),
      *[Row(f"{LAYER}.attention.attention.{name}.{kind}", f"block_{{i}}/attn/qkv/{suffix}",
-           _heads_in, _heads_out, part=(index, -3))
+           heads_in(), heads_out, part=(index, -3))
        for index, name in enumerate(("query", "key", "value"))
        for kind, suffix in (("weight", "kernel"), ("bias", "bias"))],
      Row(f"{LAYER}.attention.output.dense.weight", "block_{i}/attn/out/kernel",
-         _out_in, _out_out),
+         out_in, out_out),
      Row(f"{LAYER}.attention.output.dense.bias", "block_{i}/attn/out/bias"),
-     *_norm(f"{LAYER}.layernorm_after", "block_{i}/mlp_norm"),
-     *_linear(f"{LAYER}.intermediate.dense", "block_{i}/mlp/wi"),
-     *_linear(f"{LAYER}.output.dense", "block_{i}/mlp/wo"),
-     *_norm("vit.layernorm", "final_norm"),
-     *_linear("classifier", "head")],
+     *layer_norm(f"{LAYER}.layernorm_after", "block_{i}/mlp_norm"),
+     *linear(f"{LAYER}.intermediate.dense", "block_{i}/mlp/wi"),
+     *linear(f"{LAYER}.output.dense", "block_{i}/mlp/wo"),
+     *layer_norm("vit.layernorm", "final_norm"),
+     *linear("classifier", "head")],
     # A pooler (ViTModel's) stored anyway: the classifier reads [CLS] without it.
     ignored_hf=[r"^vit\.pooler\."])
 
