@@ -27,21 +27,40 @@ def _hf_logits(model):
         return model(torch.tensor(TOKENS)).logits.numpy()
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("peft")
+# family: (model overrides, LoRA targets, an HF module that must be adapted, one that
+# must not, peft's fan_in_fan_out).
+FAMILIES = {
+    # GPT-2's Conv1D weights are (in, out); its fused c_attn is one module.
+    "gpt2": ({}, "attn/(qkv|out)|mlp/wo", "transformer.h.1.mlp.c_proj",
+             "transformer.h.1.mlp.c_fc", True),
+    # Llama's nn.Linear weights are (out, in); our fused q/kv and gate/up kernels go out
+    # as their parts (q_proj; k_proj and v_proj; gate_proj and up_proj).
+    "llama": (dict(positions="rotary", norm="rmsnorm", use_bias=False, num_kv_heads=2,
+                   mlp_activation="swiglu", tie_embeddings=False),
+              "attn/(q|kv)|mlp/wi", "model.layers.1.mlp.up_proj",
+              "model.layers.1.self_attn.o_proj", False),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def runs(request, tmp_path_factory, corpus):
+    overrides, targets, *expected = FAMILIES[request.param]
+    root = tmp_path_factory.mktemp(f"peft_{request.param}")
     base = str(root / "base")
-    train.run(tiny_lm_config(corpus, total_steps=2, ckpt_every=2), base)
+    config = tiny_lm_config(corpus, total_steps=2, ckpt_every=2)
+    config.model.update(overrides)
+    train.run(config, base)
     config = tiny_lm_config(corpus, total_steps=3, ckpt_every=3, eval_every=3)
+    config.model.update(overrides)
     # A large scale and rate, so the adapters move the logits far more than the tolerance.
-    config.lora.update(rank=4, alpha=32.0, base=base, targets="attn/(qkv|out)|mlp/wo")
+    config.lora.update(rank=4, alpha=32.0, base=base, targets=targets)
     config.optim.lr = 3e-2
     lora_run = str(root / "lora")
-    return root, base, lora_run, train.run(config, lora_run)
+    return root, base, lora_run, train.run(config, lora_run), expected
 
 
 def test_the_peft_export_loads_in_peft_with_our_logits(runs):
-    root, base, lora_run, result = runs
+    root, base, lora_run, result, (adapted, not_adapted, fan_in_fan_out) = runs
     out = root / "adapters"
     done = subprocess.run([sys.executable, "-m", "bigmodels.convert", f"--to_peft={out}",
                            f"--workdir={lora_run}"], cwd=ROOT, capture_output=True,
@@ -50,9 +69,9 @@ def test_the_peft_export_loads_in_peft_with_our_logits(runs):
     assert sorted(os.listdir(out)) == ["adapter_config.json", "adapter_model.safetensors"]
     adapter_config = json.loads((out / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == base
-    assert adapter_config["fan_in_fan_out"] is True and adapter_config["r"] == 4
-    assert "transformer.h.1.mlp.c_proj" in adapter_config["target_modules"]
-    assert "transformer.h.1.mlp.c_fc" not in adapter_config["target_modules"]
+    assert adapter_config["fan_in_fan_out"] is fan_in_fan_out and adapter_config["r"] == 4
+    assert adapted in adapter_config["target_modules"]
+    assert not_adapted not in adapter_config["target_modules"]
 
     hf_base = transformers.AutoModelForCausalLM.from_pretrained(
         export_hf(base, str(root / "hf_base"))).eval()
@@ -76,7 +95,7 @@ def test_the_peft_export_loads_in_peft_with_our_logits(runs):
 
 
 def test_to_peft_refuses_a_run_without_adapters(runs, tmp_path):
-    _, base, _, _ = runs
+    _, base, _, _, _ = runs
     with pytest.raises(BadInput, match="is not a LoRA run"):
         export_peft(base, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()

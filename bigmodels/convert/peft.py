@@ -8,10 +8,11 @@ is the run's `lora.base` (the config's `base_model_name_or_path`); `--to_hf` con
 for transformers. A QLoRA run's adapters were trained on the quantized base, so over
 the float one they give close, not equal, logits.
 
-Each adapted Dense maps to the Hugging Face module its kernel maps to (the
-architecture's key map); its layout there is checked with a probe, so only a kernel
-that becomes one weight, (in, out) as GPT-2's Conv1D or (out, in) as nn.Linear, is
-exported, and anything else is refused. So far: GPT-2 (the GPT model).
+Each adapted Dense maps to the Hugging Face modules its kernel maps to (the
+architecture's key map); the layout there is checked with a probe, so a kernel whose
+weights hold whole input rows, (in, out) as GPT-2's Conv1D or (out, in) as nn.Linear,
+is exported (a fused one as its parts: Llama's q, k and v share A and split B), and
+anything else is refused. Tested: GPT-2 and Llama.
 """
 
 import json
@@ -32,22 +33,44 @@ PREFIX = "base_model.model."          # peft's name for the wrapped transformers
 TASK_TYPES = {"causal_lm": "CAUSAL_LM"}
 
 
-def hf_module(keys, module: str, kernel_shape: tuple, n_in: int, dims: dict) -> tuple:
-    """(HF module name, fan_in_fan_out) of our Dense `module`: where the key map sends
-    a probe kernel, and whether it lands as (in, out) (True) or (out, in) (False)."""
-    probe = np.arange(math.prod(kernel_shape), dtype=np.float32).reshape(kernel_shape)
-    flat = probe.reshape(math.prod(kernel_shape[:n_in]), -1)
+def hf_modules(keys, module: str, kernel_shape: tuple, n_in: int, dims: dict) -> list:
+    """[(HF module name, fan_in_fan_out, our output columns it holds)] of our Dense
+    `module`: where the key map sends a probe kernel whose entries are their own flat
+    (input, output) index. Each HF weight must hold whole input rows of some output
+    columns, as (in, out) (GPT-2's Conv1D: fan_in_fan_out) or (out, in) (nn.Linear);
+    a fused kernel (Llama's q, k and v in `qkv`) gives one module per part."""
+    n_rows, n_cols = math.prod(kernel_shape[:n_in]), math.prod(kernel_shape[n_in:])
+    probe = np.arange(n_rows * n_cols, dtype=np.float64).reshape(kernel_shape)
     try:
         out = keys.to_hf({f"{module}/kernel": probe}, dims)
     except BadInput:
         out = {}
-    if len(out) == 1:
-        (name, weight), = out.items()
-        for layout, fan_in_fan_out in ((flat, True), (flat.T, False)):
-            if name.endswith(".weight") and np.array_equal(weight, layout):
-                return name[:-len(".weight")], fan_in_fan_out
-    raise BadInput(f"--to_peft: {module} has no single Hugging Face module whose weight "
-                   f"is its kernel, so its adapters cannot be exported")
+    found = []
+    for name, weight in sorted(out.items()):
+        layout = _layout(weight, n_rows, n_cols) if name.endswith(".weight") else None
+        if layout is None:
+            return _refuse(module)
+        found.append((name[:-len(".weight")], *layout))
+    return found or _refuse(module)
+
+
+def _layout(weight, n_rows: int, n_cols: int):
+    """(fan_in_fan_out, our output columns) when the probe `weight` holds every input
+    row of some output columns, as (in, out) or as (out, in); else None."""
+    if weight.ndim != 2 or not np.array_equal(weight, np.round(weight)):
+        return None                           # a transform that scales is not a layout
+    rows, cols = np.divmod(weight.astype(np.int64), n_cols)
+    for fan_in_fan_out, r, c in ((True, rows, cols), (False, rows.T, cols.T)):
+        if (r.shape[0] == n_rows and (r == np.arange(n_rows)[:, None]).all()
+                and (c == c[:1]).all()):
+            return fan_in_fan_out, c[0]
+    return None
+
+
+def _refuse(module: str):
+    raise BadInput(f"--to_peft: {module}'s kernel is not the weight of Hugging Face "
+                   f"modules (whole input rows, in either layout), so its adapters cannot "
+                   f"be exported")
 
 
 def adapter_tensors(params, keys, dims) -> tuple[dict, list, bool]:
@@ -57,15 +80,17 @@ def adapter_tensors(params, keys, dims) -> tuple[dict, list, bool]:
     for name in sorted(n[:-len("/lora_a")] for n in flat if n.endswith("/lora_a")):
         a, b = np.asarray(flat[f"{name}/lora_a"]), np.asarray(flat[f"{name}/lora_b"])
         rank, n_in = b.shape[0], a.ndim - 1
-        module, fan_in_fan_out = hf_module(keys, name, a.shape[:-1] + b.shape[1:], n_in, dims)
-        # peft: lora_A.weight is (rank, in), lora_B.weight (out, rank), either layout.
-        # Contiguous copies: safetensors writes an array's buffer in its memory order.
-        tensors[f"{PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(
-            a.reshape(-1, rank).T, np.float32)
-        tensors[f"{PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(
-            b.reshape(rank, -1).T, np.float32)
-        modules.append(module)
-        layouts.add(fan_in_fan_out)
+        for module, fan_in_fan_out, cols in hf_modules(keys, name, a.shape[:-1] + b.shape[1:],
+                                                       n_in, dims):
+            # peft: lora_A.weight is (rank, in), lora_B.weight (out, rank), either layout;
+            # the parts of a fused kernel share A and take their columns of B.
+            # Contiguous copies: safetensors writes an array's buffer in its memory order.
+            tensors[f"{PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(
+                a.reshape(-1, rank).T, np.float32)
+            tensors[f"{PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(
+                b.reshape(rank, -1)[:, cols].T, np.float32)
+            modules.append(module)
+            layouts.add(fan_in_fan_out)
     if len(layouts) > 1:
         raise BadInput("--to_peft: the adapted modules mix (in, out) and (out, in) layouts")
     return tensors, modules, layouts.pop()
