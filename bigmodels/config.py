@@ -146,9 +146,11 @@ def base_config(**top) -> ml_collections.ConfigDict:
     # module path (block_0/attn/qkv) matches the regex `targets`; the rest is the frozen
     # base, read from `base` (a run, step directory or export; "" = the model's own init)
     # and held as base_dtype: float32 | bfloat16 | int8 | nf4 (QLoRA). rank 0 = off.
+    # checkpoint_base=False: checkpoints hold the adapters alone (plus the reference,
+    # lora.base, in config.json); a resumed run re-reads the base.
     c.lora = ml_collections.ConfigDict(dict(
             rank=0, alpha=16.0, targets="(attn|mlp)/", dropout=0.0, base_dtype="float32",
-            base=""))
+            base="", checkpoint_base=True))
 
     # Multi-process runs (bigmodels/distributed.py): "auto" joins a SLURM or TPU-pod
     # cluster when there is one, "none" never, "host:port" is an explicit coordinator.

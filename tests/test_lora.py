@@ -119,6 +119,35 @@ def test_a_qlora_run_trains_on_its_quantized_base_and_resumes(corpus, base, tmp_
     np.testing.assert_array_equal(saved, np.asarray(kernel["nf4"]))
 
 
+def test_adapters_only_checkpoints_resume_as_whole_ones(corpus, base, tmp_path):
+    """lora.checkpoint_base=False: the checkpoint holds the adapters (and their optimizer
+    state) alone; a resume re-reads the base and continues as a run that saved it all."""
+    runs = {}
+    for checkpoint_base in (True, False):
+        config = _lora_config(corpus, base, checkpoint_base=checkpoint_base)
+        workdir = str(tmp_path / str(checkpoint_base))
+        config.total_steps = 2
+        train.run(config, workdir)
+        saved = [n for n in checkpoint.metadata(workdir) if n.startswith("params/")]
+        assert all(n.endswith(("/lora_a", "/lora_b")) for n in saved) != checkpoint_base
+        config.total_steps = 3                            # resumed
+        runs[checkpoint_base] = train.run(config, workdir)
+    for whole, alone in zip(jax.tree.leaves(runs[True].state.params),
+                            jax.tree.leaves(runs[False].state.params)):
+        np.testing.assert_array_equal(np.asarray(whole), np.asarray(alone))
+    # Its export re-reads the base too, and merges.
+    merged = export.export(str(tmp_path / "False"), str(tmp_path / "merged"))
+    reference = export.export(str(tmp_path / "True"), str(tmp_path / "merged_whole"))
+    for name, array in _flat(checkpoint.load(reference)).items():
+        np.testing.assert_array_equal(_flat(checkpoint.load(merged))[name], array)
+    with pytest.raises(BadInput, match="lora.checkpoint_base=False needs lora.base"):
+        train.run(_lora_config(corpus, "", checkpoint_base=False), str(tmp_path / "no_base"))
+    with pytest.raises(BadInput, match="needs lora.base_dtype=float32"):
+        train.run(_lora_config(corpus, base, checkpoint_base=False, base_dtype="nf4"),
+                  str(tmp_path / "nf4"))
+    assert not (tmp_path / "no_base").exists() and not (tmp_path / "nf4").exists()
+
+
 def test_adapters_shard_with_the_layers_they_adapt(corpus, tmp_path):
     config = _lora_config(corpus, "")
     config.mesh.update(data=2, fsdp=2, tensor=2)

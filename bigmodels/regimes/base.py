@@ -16,6 +16,10 @@ trainer calls all of them on every regime and never asks what a regime can do.
     init_state(params)                  its own part of the train state: state.extra[name]
     after_init(state, shardings)        a fresh run's state, after init_from, outside jit:
                                         may read files (LoRA's base)
+    checkpoint_state(state) -> state    what a checkpoint holds (also given the abstract
+                                        state); all of it by default
+    after_restore(state, shardings)     a restored state, outside jit: refills what
+                                        checkpoint_state left out
     extra_state_shardings(...)          the shardings of that part
     update                              None, or a rule that replaces the update (see
                                         `plain_update` for the signature); one at most
@@ -90,6 +94,16 @@ class Regime:
     def after_init(self, state, shardings):
         """A fresh run's state (not a resumed one), after `init_from`; outside jit, so
         it may read files. It keeps every shape, dtype and sharding."""
+        return state
+
+    def checkpoint_state(self, state):
+        """What a checkpoint of `state` holds (called on the abstract state too, to
+        restore into); the whole state by default."""
+        return state
+
+    def after_restore(self, state, shardings):
+        """A resumed run's state, outside jit: refills what `checkpoint_state` left out
+        (so it may read files), keeping every shape, dtype and sharding."""
         return state
 
     def extra_state_shardings(self, abstract_extra, param_shardings, mesh):

@@ -81,6 +81,17 @@ class LoRA(Regime):
         self.spec = spec_from_config(cfg)
         self.base = cfg.base
         self.init_from = init_from
+        # Checkpoints of the adapters alone, the base re-read from lora.base on resume.
+        self.adapters_only = not cfg.get("checkpoint_base", True)
+        if self.adapters_only and not self.base:
+            raise BadInput("lora.checkpoint_base=False needs lora.base: a base that is "
+                           "not saved must be re-read from a run or export")
+        if self.adapters_only and self.spec.base_dtype != "float32":
+            # Re-read and re-rounded, it would be; but an export merges what trained,
+            # and a held base is small (int8 0.26x, nf4 0.15x of float32): it is saved.
+            raise BadInput(f"lora.checkpoint_base=False needs lora.base_dtype=float32 (a "
+                           f"{self.spec.base_dtype} base is saved with the run)")
+        self.abstract_base = None
 
     def wrap_task(self, task):
         if not dataclasses.is_dataclass(task) or not isinstance(getattr(task, "model", None),
@@ -89,6 +100,7 @@ class LoRA(Regime):
         return dataclasses.replace(task, model=lora.LoraModel(task.model, self.spec))
 
     def check(self, abstract_params, abstract_model_state) -> None:
+        self.abstract_base = lora.split(abstract_params)[1]      # for after_restore
         names = list(tree.flatten(abstract_params))
         if not any(is_adapter(n) for n in names):
             layers = [n.split("/kernel")[0] for n in names if "/kernel" in n]
@@ -134,8 +146,23 @@ class LoRA(Regime):
         quantized one into its codes' sharding), and holds it as the state does."""
         if not self.base:
             return state
-        adapters, base = lora.split(state.params)
-        held = lora.weights(base)
+        adapters, _ = lora.split(state.params)
+        return state.replace(params=lora.join(adapters, self._read_base(shardings)))
+
+    def checkpoint_state(self, state):
+        if not self.adapters_only:
+            return state
+        return state.replace(params=lora.split(state.params)[0])
+
+    def after_restore(self, state, shardings):
+        if not self.adapters_only:
+            return state
+        return state.replace(params=lora.join(state.params, self._read_base(shardings)))
+
+    def _read_base(self, shardings):
+        """The base of `lora.base`, as the state holds it (quantized for QLoRA), each
+        weight read straight into its sharding (a quantized one, its codes')."""
+        held = lora.weights(self.abstract_base)
         placed = lora.weights(lora.split(shardings.params)[1])
         sharding = {n: s.get("int8", s.get("nf4")) if isinstance(s, dict) else s
                     for n, s in placed.items()}
@@ -144,10 +171,11 @@ class LoRA(Regime):
         shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), held)
         hold = jax.jit(lambda flat: {n: quantize.quantize_like(w, shapes[n])
                                      for n, w in flat.items()}, out_shardings=placed)
-        new_base = hold({n: loaded[PARAMS + n] for n in held})
-        return state.replace(params=lora.join(adapters, tree.unflatten(new_base)))
+        return tree.unflatten(hold({n: loaded[PARAMS + n] for n in held}))
 
     def export_params(self, params, extra):
+        if not lora.split(params)[1]:            # an adapters-only checkpoint
+            params = lora.join(params, checkpoint.load(self.base))
         return jax.tree.map(np.asarray, lora.merge(params, self.spec.scale))
 
 

@@ -77,15 +77,19 @@ class Trainer:
         built, config = self.built, self.config
         self.train_iter = iter(self.data.train.to_iter_dataset())
         start, state, metadata = self.ckpt.restore_latest(
-            checkpoint.abstract_with_shardings(built.abstract, built.shardings),
+            self._checkpointed(checkpoint.abstract_with_shardings(built.abstract,
+                                                                  built.shardings)),
             self.train_iter)
         if start is None:
             start, state = 0, self._initial_state()
-        elif self.complete(start, metadata):
-            print(f"run already complete at step {start}; nothing to do", flush=True)
         else:
-            ignored = " (init_from is ignored when resuming)" if config.init_from else ""
-            print(f"resumed from step {start} in {self.workdir}{ignored}", flush=True)
+            for regime in built.regimes:
+                state = regime.after_restore(state, built.shardings)
+            if self.complete(start, metadata):
+                print(f"run already complete at step {start}; nothing to do", flush=True)
+            else:
+                ignored = " (init_from is ignored when resuming)" if config.init_from else ""
+                print(f"resumed from step {start} in {self.workdir}{ignored}", flush=True)
         self.state, self.saved = state, start
         self.signals.saved_step = start or None
         return start, metadata
@@ -97,6 +101,13 @@ class Trainer:
         if start < self.config.total_steps:
             return False
         return not metadata.get(EVAL_PENDING) or logged_eval(self.workdir, start)
+
+    def _checkpointed(self, state):
+        """What a checkpoint of `state` (or of its abstract shapes) holds: each regime's
+        `checkpoint_state` in turn (LoRA may leave out a base it can re-read)."""
+        for regime in self.built.regimes:
+            state = regime.checkpoint_state(state)
+        return state
 
     def _initial_state(self):
         """A fresh state, with params from `config.init_from` if it names a checkpoint,
@@ -157,7 +168,7 @@ class Trainer:
     def save(self, step: int, eval_pending: bool = False) -> None:
         """Starts an async save of `step` with the data position of its last batch."""
         self.committed(self.ckpt.wait())     # orbax runs one save at a time anyway
-        self.ckpt.save(step, self.state, self.inputs.position(),
+        self.ckpt.save(step, self._checkpointed(self.state), self.inputs.position(),
                        metadata={EVAL_PENDING: eval_pending,
                                  METRICS_WINDOW: list(self.metrics.window)})
         self.saved = step
