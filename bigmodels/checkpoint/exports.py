@@ -85,8 +85,9 @@ def export_params(path: str, out_dir: str, step: int | None = None, transform=No
 def save_params(directory: str, params, compress: bool = True) -> None:
     """The params as an export's pytree, {"params": params}, in `directory` (made first;
     orbax replaces it, so the run files go in after). `compress=False` skips orbax's
-    compression, whose buffers for all arrays are in flight at once: a Hugging Face
-    import's peak memory fell from 3.05x to 2.13x its params (benchmarks/RESULTS.md)."""
+    compression, whose buffers for all arrays are in flight at once: with jax arrays,
+    a Hugging Face import's peak memory is 1.5x its params, not 2.04x
+    (benchmarks/RESULTS.md)."""
     handler = ocp.PyTreeCheckpointHandler(use_compression=compress)
     ocp.Checkpointer(handler).save(directory, ocp.args.PyTreeSave({"params": params}),
                                    force=True)

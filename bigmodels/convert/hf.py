@@ -127,8 +127,13 @@ def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
     shapes = param_shapes(arch.with_hf_options(config.model), arch)      # unscanned
     tensors = ((arch.hf_name(n), a) for n, a in safetensors_io.read_tensors(directory))
     tensors = getattr(arch, "from_hf_tensors", _as_read)(tensors)
-    flat = arch.keys(config.model).to_ours(tensors, arch.dims(config.model), shapes)
-    params = tree.unflatten({k: v.astype(np.float32, copy=False) for k, v in flat.items()})
+    # Each param goes into a jax array as soon as it is complete, and its tensor as read
+    # is let go: orbax writes jax arrays without another copy of them all (numpy ones
+    # it copies), so the peak stays near the params' own bytes (benchmarks/RESULTS.md).
+    flat = arch.keys(config.model).to_ours(
+        tensors, arch.dims(config.model), shapes,
+        place=lambda a: jax.device_put(np.asarray(a, np.float32)))
+    params = tree.unflatten(flat)
     if scan_layers:                              # the key maps name unscanned layers
         from bigmodels.nn.transformer import stack_layers
         params = stack_layers(params, config.model.num_layers)

@@ -56,9 +56,11 @@ class KeyMap:
         return found
 
     def to_ours(self, tensors: Iterable[tuple[str, np.ndarray]], dims: dict,
-                expected: dict[str, tuple]) -> dict[str, np.ndarray]:
+                expected: dict[str, tuple], place=lambda array: array) -> dict:
         """{our param name: array} from HF (name, array) pairs. `expected` gives every
-        param's shape; a missing, unexpected or misshapen tensor is BadInput."""
+        param's shape; a missing, unexpected or misshapen tensor is BadInput. `place`
+        takes each finished param (e.g. onto a device), so that the tensors as read
+        need not all be held at once."""
         out, unexpected, parts = {}, [], {}
         for name, array in tensors:
             found = self._find(name, self._hf)
@@ -82,13 +84,13 @@ class KeyMap:
                 raise BadInput(f"{name}: shape {tuple(array.shape)} does not fit "
                                f"{ours} {tuple(expected[ours])} of the config")
             if row.part is None:
-                out[ours] = converted
+                out[ours] = place(converted)
                 continue
             part_index, axis = row.part
             slices = parts.setdefault(ours, {})
             slices[part_index] = converted
             if len(slices) == expected[ours][axis]:     # every part read: fuse them
-                out[ours] = np.stack([slices.pop(k) for k in sorted(slices)], axis=axis)
+                out[ours] = place(np.stack([slices.pop(k) for k in sorted(slices)], axis=axis))
         missing = sorted(set(expected) - set(out))
         if missing or unexpected:
             raise BadInput(f"checkpoint does not match the config: missing {_few(missing)}, "
