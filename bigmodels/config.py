@@ -152,6 +152,16 @@ def base_config(**top) -> ml_collections.ConfigDict:
             rank=0, alpha=16.0, targets="(attn|mlp)/", dropout=0.0, base_dtype="float32",
             base="", checkpoint_base=True))
 
+    # Magnitude pruning (bigmodels/regimes/prune.py): masks in the optimizer state, the
+    # params matched by the regex `include` pruned by |w| per tensor, at mask steps from
+    # begin_step to end_step (-1 = total_steps), every `every` steps, to the sparsity
+    # target * (1 - (1 - progress)^3). structure: unstructured | n:m (e.g. 2:4: the n
+    # largest of each m along a kernel's axis 0, from begin_step; target unused).
+    # target 0 with unstructured = off. Pruned weights stay exactly zero.
+    c.prune = ml_collections.ConfigDict(dict(
+            target=0.0, begin_step=0, end_step=-1, every=10, include="kernel$",
+            structure="unstructured"))
+
     # Multi-process runs (bigmodels/distributed.py): "auto" joins a SLURM or TPU-pod
     # cluster when there is one, "none" never, "host:port" is an explicit coordinator.
     c.distributed = ml_collections.ConfigDict(dict(
