@@ -11,7 +11,7 @@ the parts of our fused `qkv` (D x 3 x H x hd). Our BERT has no scanned layout.
 """
 
 from bigmodels.convert.gpt2 import GELU
-from bigmodels.convert.key_map import KeyMap, Row, layer_norm
+from bigmodels.convert.key_map import KeyMap, Row, as_mapped, as_read, layer_norm
 from bigmodels.convert.linear import heads_in, heads_out, linear, out_in, out_out
 from bigmodels.errors import BadInput
 
@@ -40,6 +40,8 @@ _BUFFERS = [r"\.position_ids$"]
 
 class _Bert:
     """What both BERT architectures share; a subclass adds its head."""
+    from_hf_tensors = staticmethod(as_read)
+    to_hf_tensors = staticmethod(as_mapped)
     MODEL_TYPES = ("bert",)
     MODEL_NAME = TASK = ""
     HF_ARCHITECTURES: tuple[str, ...] = ()       # the first is what an export writes

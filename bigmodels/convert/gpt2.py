@@ -7,7 +7,7 @@ kernels; the fused q/k/v weight splits as (D, 3, heads, head_dim) in that order.
 
 import jax.numpy as jnp
 
-from bigmodels.convert.key_map import KeyMap, Row, layer_norm
+from bigmodels.convert.key_map import KeyMap, Row, as_mapped, as_read, layer_norm
 from bigmodels.errors import BadInput
 
 MODEL_TYPES = ("gpt2",)      # HF's config.json
@@ -127,3 +127,6 @@ def dims(model) -> dict:
 def example_inputs(model) -> tuple:
     """What the model is called with to build its params: a few tokens."""
     return (jnp.zeros((1, min(8, model.context_length)), jnp.int32),)
+
+
+from_hf_tensors, to_hf_tensors = as_read, as_mapped      # one tensor, one param

@@ -27,8 +27,8 @@ from bigmodels.names import CONFIG_FILE, TOKENIZER_FILE
 
 # The modules that map an architecture: each has MODEL_TYPES, MODEL_NAME, TASK,
 # keys(model), hf_name, model_from_hf, claims(model), hf_from_model, with_hf_options,
-# dims and example_inputs, and optionally from_hf_tensors and to_hf_tensors
-# (docs/architecture.md, "A Hugging Face architecture").
+# dims, example_inputs, from_hf_tensors and to_hf_tensors (docs/architecture.md,
+# "A Hugging Face architecture").
 FAMILIES = (gpt2, llama, vit, bert.MASKED_LM, bert.CLASSIFIER, t5)
 # model_type in HF's config.json -> the modules that map it. Where there are several
 # (BERT's masked LM and classifier), each names HF's classes in HF_ARCHITECTURES.
@@ -126,7 +126,7 @@ def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
     config = run_config(hf_config, directory, scan_layers)
     shapes = param_shapes(arch.with_hf_options(config.model), arch)      # unscanned
     tensors = ((arch.hf_name(n), a) for n, a in safetensors_io.read_tensors(directory))
-    tensors = getattr(arch, "from_hf_tensors", _as_read)(tensors)
+    tensors = arch.from_hf_tensors(tensors)
     # Each param goes into a jax array as soon as it is complete, and its tensor as read
     # is let go: orbax writes jax arrays without another copy of them all (numpy ones
     # it copies), so the peak stays near the params' own bytes (benchmarks/RESULTS.md).
@@ -146,16 +146,6 @@ def import_hf(source: str, workdir: str, scan_layers: bool = False) -> str:
             shutil.copyfile(os.path.join(directory, HF_TOKENIZER),
                             os.path.join(tmp, TOKENIZER_FILE))
     return exports.write_atomically(workdir, write)
-
-
-def _as_read(tensors):
-    """`from_hf_tensors` of an architecture whose key map takes HF's tensors as read."""
-    return tensors
-
-
-def _as_mapped(tensors: dict, hf_config: dict) -> tuple[dict, dict]:
-    """`to_hf_tensors` of an architecture whose key map gives HF's tensors as written."""
-    return tensors, hf_config
 
 
 def export_family(model_config):
@@ -187,7 +177,7 @@ def export_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
         if name not in flat and name.endswith("/bias"):
             flat[name] = np.zeros(shape, np.float32)
     tensors = arch.keys(config.model).to_hf(flat, arch.dims(config.model))
-    tensors, hf_config = getattr(arch, "to_hf_tensors", _as_mapped)(tensors, hf_config)
+    tensors, hf_config = arch.to_hf_tensors(tensors, hf_config)
     tokenizer = os.path.join(source, TOKENIZER_FILE)
 
     def write(tmp: str) -> None:

@@ -113,6 +113,16 @@ class KeyMap:
         return out
 
 
+def as_read(tensors):
+    """`from_hf_tensors` of an architecture whose key map takes HF's tensors as read."""
+    return tensors
+
+
+def as_mapped(tensors: dict, hf_config: dict) -> tuple[dict, dict]:
+    """`to_hf_tensors` of an architecture whose key map gives HF's tensors as written."""
+    return tensors, hf_config
+
+
 def layer_norm(hf: str, ours: str) -> list[Row]:
     """A LayerNorm's rows: HF's weight and bias, our scale and bias."""
     return [Row(f"{hf}.weight", f"{ours}/scale"), Row(f"{hf}.bias", f"{ours}/bias")]

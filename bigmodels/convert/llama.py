@@ -10,7 +10,7 @@ as ours does: q and k need no permutation.
 """
 
 from bigmodels.convert import gpt2
-from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.key_map import KeyMap, Row, as_mapped, as_read
 from bigmodels.convert.linear import heads_in, heads_out, out_in, out_out, transpose
 from bigmodels.errors import BadInput
 
@@ -140,3 +140,6 @@ def dims(model) -> dict:
 
 def example_inputs(model) -> tuple:
     return gpt2.example_inputs(model)
+
+
+from_hf_tensors, to_hf_tensors = as_read, as_mapped      # one tensor, one param

@@ -21,7 +21,7 @@ trained here keeps its specials at the end of the vocabulary
 
 import jax.numpy as jnp
 
-from bigmodels.convert.key_map import KeyMap, Row
+from bigmodels.convert.key_map import KeyMap, Row, as_mapped
 from bigmodels.convert.linear import heads_in, heads_out, out_in, out_out, transpose
 from bigmodels.errors import BadInput
 
@@ -210,3 +210,6 @@ def example_inputs(model) -> tuple:
     n = min(8, model.context_length)
     return (jnp.zeros((1, n), jnp.int32), jnp.full((1,), n, jnp.int32),
             jnp.zeros((1, n), jnp.int32))
+
+
+to_hf_tensors = as_mapped
