@@ -162,6 +162,19 @@ def base_config(**top) -> ml_collections.ConfigDict:
             target=0.0, begin_step=0, end_step=-1, every=10, include="kernel$",
             structure="unstructured"))
 
+    # Quantization (bigmodels/quant/): mode "qat" trains with fake quantization
+    # (bigmodels/regimes/qat.py); "ptq" marks a quantized export (bigmodels.quantize).
+    # weights int8 | int4; activations "" (weights only) | int8; include / exclude:
+    # regexes searched in module paths (block_0/mlp/wi), "" = all / none.
+    c.quant = ml_collections.ConfigDict(dict(
+            mode="", weights="int8", activations="", include="", exclude=""))
+
+    # Knowledge distillation (bigmodels/regimes/distill.py): the loss is (1 - alpha) *
+    # label loss + alpha * T^2 * KL(teacher || student) at temperature T, for tasks
+    # classify and causal_lm. teacher: a run, step directory or export with the same
+    # vocabulary and label set ("" = off); it is re-read on resume, never saved.
+    c.distill = ml_collections.ConfigDict(dict(teacher="", temperature=2.0, alpha=0.5))
+
     # Multi-process runs (bigmodels/distributed.py): "auto" joins a SLURM or TPU-pod
     # cluster when there is one, "none" never, "host:port" is an explicit coordinator.
     c.distributed = ml_collections.ConfigDict(dict(

@@ -14,6 +14,7 @@ CLASSES_FILE = "classes.json"           # class names of a text classification r
 DATA_FILES = (TOKENIZER_FILE, PREPROCESS_FILE, CLASSES_FILE)
 METRICS_FILE = "metrics.jsonl"          # one JSON object per logged step
 CHECKPOINTS_DIR = "checkpoints"
+MODEL_STATE = "model_state"             # a checkpoint's non-param collections (BatchNorm)
 IMAGES_DIR = "images"                   # sample and reconstruction grids of generative runs
 
 # Token conventions that the data builds and the tasks rely on.

@@ -5,7 +5,9 @@
 
 temperature=0 is greedy decoding. `--workdir` is a run (its latest checkpoint) or an
 export of one (bigmodels.export); either way its config.json, tokenizer and params are
-used, on any device count.
+used, on any device count. The text ends at the tokenizer's end-of-text token, if it has
+one; a prompt and new tokens within the context are decoded on device in one loop
+(bigmodels.generate.generate_batch), longer ones by sliding the window.
 """
 
 import os
@@ -35,7 +37,7 @@ CAUSAL_TASKS = ("causal_lm",)
 def sample(workdir: str, prompt: str, max_new_tokens: int = 200, seed: int = 0,
            temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0) -> str:
     """`prompt` and its continuation by the run or export in `workdir`."""
-    from bigmodels import checkpoint, generate, models
+    from bigmodels import checkpoint, generate, models, quant
     from bigmodels.data import tokenizers
     from bigmodels.errors import BadInput
     config = checkpoint.read_config(workdir)
@@ -46,8 +48,9 @@ def sample(workdir: str, prompt: str, max_new_tokens: int = 200, seed: int = 0,
     if not prompt:
         raise BadInput("--prompt: must not be empty")
     tokenizer = tokenizers.load(os.path.join(workdir, TOKENIZER_FILE))
-    params = model_params(workdir)          # a LoRA run's adapters merged
-    return generate.sample_text(models.build(config.model), params, tokenizer, prompt,
+    # A LoRA run's adapters merged; a quantized export's weights kept quantized.
+    model, params = quant.serving(config, models.build(config.model), model_params(workdir))
+    return generate.sample_text(model, params, tokenizer, prompt,
                                 max_new_tokens, seed, temperature, top_k, top_p)
 
 

@@ -6,7 +6,6 @@ import base64
 import inspect
 import io
 import json
-import os
 import textwrap
 
 import pytest

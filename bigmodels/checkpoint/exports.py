@@ -1,7 +1,9 @@
 """Exports: a run's params without optimizer or data state, and beside them the files
 needed to use them (the resolved config, the tokenizer or preprocessing statistics).
 
-    <out>/_METADATA, d/, ...      the params, an orbax pytree {"params": ...}
+    <out>/_METADATA, d/, ...      the params, an orbax pytree {"params": ...}, with
+                                  "model_state" beside them when the run keeps one
+                                  (BatchNorm statistics), so an export predicts alone
     <out>/config.json             the run's resolved config, byte for byte
     <out>/tokenizer.json, ...     whichever of names.DATA_FILES the run saved
 
@@ -17,9 +19,10 @@ import uuid
 import ml_collections
 import orbax.checkpoint as ocp
 
-from bigmodels.checkpoint.load import load, resolve
+from bigmodels.checkpoint import packing
+from bigmodels.checkpoint.load import load, metadata, resolve
 from bigmodels.errors import BadInput
-from bigmodels.names import CONFIG_FILE, DATA_FILES
+from bigmodels.names import CONFIG_FILE, DATA_FILES, MODEL_STATE
 
 
 def is_export(path: str) -> bool:
@@ -58,11 +61,15 @@ def check_export_out(out_dir: str) -> None:
 
 
 def export_params(path: str, out_dir: str, step: int | None = None, transform=None,
-                  run_files: bool = False) -> str:
+                  run_files: bool = False, config_json: str | None = None,
+                  sparse: bool = False) -> str:
     """Writes the params of `path`'s checkpoint to `out_dir` (a new or empty directory)
     and returns its absolute path. `transform` (params -> params) changes them on the
     way (a layer layout, a regime's export hook). `run_files`: also copy the run's
-    config and data files, which makes the export self-contained."""
+    config and data files, which makes the export self-contained; `config_json` is
+    written as its config instead of the run's (a quantized export's). int4 arrays are
+    packed two a byte, and with `sparse` every array whose bitmask-and-values form is
+    smaller is stored so (checkpoint/packing.py)."""
     out_dir = os.path.abspath(out_dir)
     check_export_out(out_dir)
     files = []
@@ -75,22 +82,33 @@ def export_params(path: str, out_dir: str, step: int | None = None, transform=No
     if transform is not None:
         params = transform(params)
 
+    params = packing.pack_tree(params, sparse)
+    saved = metadata(path, step)
+    model_state = (load(path, step, prefix=MODEL_STATE)
+                   if any(n.startswith(MODEL_STATE + "/") for n in saved) else None)
+
     def write(tmp: str) -> None:
-        save_params(tmp, params)
+        save_params(tmp, params, model_state=model_state)
         for f in files:
             shutil.copyfile(f, os.path.join(tmp, os.path.basename(f)))
+        if config_json is not None:
+            with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+                f.write(config_json)
     return write_atomically(out_dir, write)
 
 
-def save_params(directory: str, params, compress: bool = True) -> None:
-    """The params as an export's pytree, {"params": params}, in `directory` (made first;
+def save_params(directory: str, params, compress: bool = True, model_state=None) -> None:
+    """The params as an export's pytree, {"params": params} (and "model_state" when
+    given), in `directory` (made first;
     orbax replaces it, so the run files go in after). `compress=False` skips orbax's
     compression, whose buffers for all arrays are in flight at once: with jax arrays,
     a Hugging Face import's peak memory is 1.5x its params, not 2.04x
     (benchmarks/RESULTS.md)."""
     handler = ocp.PyTreeCheckpointHandler(use_compression=compress)
-    ocp.Checkpointer(handler).save(directory, ocp.args.PyTreeSave({"params": params}),
-                                   force=True)
+    tree = {"params": params}
+    if model_state:
+        tree[MODEL_STATE] = model_state
+    ocp.Checkpointer(handler).save(directory, ocp.args.PyTreeSave(tree), force=True)
 
 
 def write_atomically(out_dir: str, write) -> str:

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from bigmodels.checkpoint import tree
+from bigmodels.checkpoint import packing, tree
 from bigmodels.checkpoint.manager import (CHECKPOINT_DIR, COMMIT_MARKER, is_committed,
                                           manifest_problem, warn)
 from bigmodels.errors import BadInput
@@ -122,13 +122,27 @@ def load(path: str, step: int | None = None, shardings=None, prefix: str = "para
 
     `path` is a workdir, a step directory or a params export. `shardings`: None gives
     host numpy arrays; one `jax.sharding.Sharding` puts every array on it; a pytree of
-    shardings shaped like the result puts each array on its own.
+    shardings shaped like the result puts each array on its own. Packed arrays (int4,
+    sparse: checkpoint/packing.py) come back unpacked.
     """
     meta = metadata(path, step)
     head = prefix + "/" if prefix else ""
     names = [n for n in meta if n.startswith(head)]
     if not names:
         raise BadInput(f"checkpoint {resolve(path, step)}: nothing under {prefix!r}")
+    if packing.has_packed(names):
+        # Unpacked on the host, then placed: the files do not hold the arrays' shapes.
+        flat = restore_flat(path, names, step)
+        arrays = packing.unpack_tree(tree.unflatten({n[len(head):]: a for n, a in flat.items()}))
+        if shardings is None:
+            return arrays
+        if isinstance(shardings, jax.sharding.Sharding):
+            return jax.tree.map(lambda a: jax.device_put(a, shardings), arrays)
+        try:
+            return jax.tree.map(jax.device_put, arrays, shardings)
+        except ValueError as e:
+            raise BadInput(f"checkpoint: shardings do not match the checkpoint's arrays: "
+                           f"{e}") from None
     if shardings is not None and not isinstance(shardings, jax.sharding.Sharding):
         flat = tree.flatten(shardings)
         shardings = {head + n: s for n, s in flat.items()}

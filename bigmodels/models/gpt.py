@@ -78,8 +78,11 @@ class GPT(nn.Module):
         embed = Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="token_embed")
         x = embed(tokens_BxT)
         if self.positions == "learned":
+            # Under decode, left padding sits at negative positions (nn/attention.py): it
+            # reads position 0, and no real token attends to it.
+            table_positions = jnp.maximum(positions_BxT, 0) if decode else positions_BxT
             x = LearnedPositions(self.context_length, self.embed_dim, name="pos_embed")(
-                x, positions_BxT)
+                x, table_positions)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         kwargs = dict(num_heads=self.num_heads,
                       mlp_dim=self.mlp_dim or self.mlp_ratio * self.embed_dim,

@@ -6,6 +6,7 @@ causal_lm task, the trainer and `bigmodels.generate` serve it unchanged. With
 once, then each new token advances the carries by one step.
 """
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -36,23 +37,46 @@ class RNNLM(nn.Module):
         stack = RecurrentStack(self.cell, self.hidden_dim, self.num_layers, dropout=self.dropout,
                                dtype=self.dtype, name="rnn")
         if decode:
-            x = self._decode(stack, x)
+            x = self._decode(stack, x, positions_BxT)
         else:
             x, _ = stack(x, train=train)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         logits = Dense(self.vocab_size, ("embed", "vocab"), dtype=self.dtype, name="head")(x)
         return logits.astype(jnp.float32)
 
-    def _decode(self, stack, x_BxTxD):
-        """Runs from the cached carries and stores the new ones (init only allocates)."""
+    def _decode(self, stack, x_BxTxD, positions_BxT=None):
+        """Runs from the cached carries and stores the new ones (init only allocates).
+
+        Tokens at negative positions are left padding (as in nn/attention.py's cache):
+        they leave the carries as they were.
+        """
         is_initialized = self.has_variable("cache", "carries")
-        h = jnp.zeros((x_BxTxD.shape[0], self.hidden_dim), self.dtype)
+        b, t = x_BxTxD.shape[:2]
+        h = jnp.zeros((b, self.hidden_dim), self.dtype)
         layer = (h, h) if self.cell == "lstm" else h           # an LSTM carries (c, h)
         cache = self.variable("cache", "carries", lambda: (layer,) * self.num_layers)
-        out, carries = stack(x_BxTxD, initial_carries=cache.value)
+        if positions_BxT is None or t == 1:
+            out, carries = stack(x_BxTxD, initial_carries=cache.value)
+        else:
+            out, carries = self._run_left_padded(stack, x_BxTxD, positions_BxT, cache.value)
         if is_initialized:
             cache.value = carries
         return out
+
+    @staticmethod
+    def _run_left_padded(stack, x_BxTxD, positions_BxT, carries):
+        """nn.RNN masks only trailing padding: each row is rotated so that its padding
+        comes last, run with its length, and rotated back."""
+        t = x_BxTxD.shape[1]
+        pad_B = jnp.sum(positions_BxT < 0, axis=1)
+        lengths_B = t - pad_B
+        steps_T = jnp.arange(t)
+        rolled = jnp.take_along_axis(x_BxTxD, ((steps_T + pad_B[:, None]) % t)[..., None], 1)
+        out, new = stack(rolled, lengths_B=lengths_B, initial_carries=carries)
+        out = jnp.take_along_axis(out, ((steps_T - pad_B[:, None]) % t)[..., None], 1)
+        # A row of padding only has no last step: it keeps its carries.
+        keep = lambda old, upd: jnp.where((lengths_B > 0)[:, None], upd, old)  # noqa: E731
+        return out, jax.tree.map(keep, carries, new)
 
     def train_flops_per_token(self, params, seq_len: int) -> float:
         """6 FLOPs per matmul parameter (the gate kernels, recurrent kernels, head)."""

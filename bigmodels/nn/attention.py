@@ -17,6 +17,7 @@ at least as many as the cache holds.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from bigmodels.nn.dense import Dense
@@ -129,12 +130,21 @@ class MultiHeadAttention(nn.Module):
         return self.implementation
 
     def _attend_with_cache(self, q, k, v, positions_BxT, bias=None):
-        """Writes k, v at the cache index and attends to every cached position <= query."""
+        """Writes k, v at the cache index and attends to every cached slot <= the query's.
+
+        Left padding: a row whose positions lag their cache slots by p (the slot of its
+        last new token minus that token's position) has p slots of padding in front, at
+        negative positions, which no query attends to (bigmodels.generate's ragged batches).
+        """
         is_initialized = self.has_variable("cache", "key")
-        cached_k = self.variable("cache", "key", jnp.zeros, k.shape, k.dtype)
-        cached_v = self.variable("cache", "value", jnp.zeros, v.shape, v.dtype)
+        b, t, kv_heads, head_dim = k.shape
+        # Heads-major, B x K x S x H: the attention's batched matmuls read it in place,
+        # where slots-major would be transposed, the whole cache, at every step.
+        cache_shape = (b, kv_heads, t, head_dim)
+        cached_k = self.variable("cache", "key", jnp.zeros, cache_shape, k.dtype)
+        cached_v = self.variable("cache", "value", jnp.zeros, cache_shape, v.dtype)
         index = self.variable("cache", "index", lambda: jnp.array(0, jnp.int32))
-        max_len = cached_k.value.shape[1]
+        max_len = cached_k.value.shape[2]
         if bias is not None:     # keys 0 ... max_len - 1
             if bias.shape[-1] < max_len:
                 raise ValueError(f"the attention bias covers {bias.shape[-1]} key positions; "
@@ -142,12 +152,37 @@ class MultiHeadAttention(nn.Module):
             bias = bias[..., :max_len]
         if not is_initialized:   # the init call only allocates a max-length cache
             return self._dot_product(q, k, v, bias=bias, is_causal=True)
-        t = q.shape[1]
         start = index.value
-        cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, (0, start, 0, 0))
-        cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, (0, start, 0, 0))
+        for cached, new in ((cached_k, k), (cached_v, v)):
+            cached.value = jax.lax.dynamic_update_slice(
+                cached.value, new.transpose(0, 2, 1, 3).astype(cached.value.dtype),
+                (0, 0, start, 0))
         index.value = start + t
-        query_pos = start + jnp.arange(t)
-        mask = jnp.arange(max_len)[None, :] <= query_pos[:, None]          # T x S
-        return self._dot_product(q, cached_k.value, cached_v.value, bias=bias,
-                                 mask=mask[None, None])
+        query_slot_T = start + jnp.arange(t)
+        key_slot_S = jnp.arange(max_len)
+        first_B = (jnp.zeros((b,), jnp.int32) if positions_BxT is None
+                   else query_slot_T[-1] - positions_BxT[:, -1])
+        causal_TxS = key_slot_S[None, :] <= query_slot_T[:, None]
+        # A padding query sees only itself: no row of the softmax is empty.
+        own_TxS = key_slot_S[None, :] == query_slot_T[:, None]
+        valid_BxS = key_slot_S[None, :] >= first_B[:, None]
+        mask_BxTxS = causal_TxS[None] & (valid_BxS[:, None, :] | own_TxS[None])
+        return self._attend_cached(q, cached_k.value, cached_v.value, mask_BxTxS, bias)
+
+    def _attend_cached(self, q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS, bias=None):
+        """What `jax.nn.dot_product_attention`'s XLA path computes (f32 logits and
+        softmax, grouped query heads), from the heads-major cache."""
+        b, t, n, h = q_BxTxNxH.shape
+        kv_heads, s = k_BxKxSxH.shape[1:3]
+        q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kv_heads, n // kv_heads, h)
+        logits_BxKxGxTxS = jnp.einsum("btkgh,bksh->bkgts", q_BxTxKxGxH, k_BxKxSxH,
+                                      preferred_element_type=jnp.float32)
+        logits_BxKxGxTxS *= jnp.float32(self.scale or 1.0 / np.sqrt(h))
+        if bias is not None:
+            bias = bias.astype(q_BxTxNxH.dtype).reshape(bias.shape[0], kv_heads, -1, t, s)
+            logits_BxKxGxTxS = logits_BxKxGxTxS + bias
+        logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS,
+                                     -0.7 * jnp.finfo(jnp.float32).max)
+        probs = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxKxSxH.dtype)
+        out_BxTxKxGxH = jnp.einsum("bkgts,bksh->btkgh", probs, v_BxKxSxH)
+        return out_BxTxKxGxH.reshape(b, t, n, h)

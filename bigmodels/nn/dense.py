@@ -11,8 +11,15 @@ arithmetic as autodiff in fewer, cheaper kernels (tests/test_dense.py checks equ
 It was measured on XLA:CPU only, so it applies only there: `contract` picks it when the
 default backend is the CPU at trace time, and elsewhere (GPU, TPU) traces a plain
 tensordot left to autodiff, as flax's own Dense does (`contraction`).
+
+Within `plain_contraction()` (set by bigmodels.quant around a qwix-wrapped model),
+`contract` is one bare `jax.lax.dot_general`: qwix intercepts that call, and its weight
+may then be a quantized array, or be differentiated by qwix's own rule (QAT), which a
+custom_vjp around it would hide.
 """
 
+import contextlib
+import contextvars
 import functools
 import math
 
@@ -57,9 +64,31 @@ def _contract_bwd(n_in, residuals, g):
 cpu_contract.defvjp(_contract_fwd, _contract_bwd)
 
 
+_PLAIN = contextvars.ContextVar("bigmodels_plain_contraction", default=False)
+
+
+@contextlib.contextmanager
+def plain_contraction():
+    """While tracing inside it, `contract` is a bare dot_general (see the docstring)."""
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
+
+
+def dot_general(x, w, n_in: int):
+    """`tensordot` as one `jax.lax.dot_general` call, looked up at call time (where qwix
+    intercepts it); `w` may be an array-like that only dot_general's interceptor reads."""
+    contracting = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+    return jax.lax.dot_general(x, w, (contracting, ((), ())))
+
+
 def contraction(backend: str | None = None):
     """The contraction for `backend` (default: JAX's default backend): `cpu_contract` on
-    the CPU, a plain `tensordot` elsewhere."""
+    the CPU, a plain `tensordot` elsewhere, `dot_general` within `plain_contraction`."""
+    if _PLAIN.get():
+        return dot_general
     backend = jax.default_backend() if backend is None else backend
     return cpu_contract if backend == "cpu" else tensordot
 
@@ -87,7 +116,10 @@ class Dense(nn.Module):
         features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
         shape = x.shape[x.ndim - self.in_axes:] + features
         kernel = self.param("kernel", normal(self.init_std, self.kernel_axes), shape)
-        y = contract(x.astype(self.dtype), kernel.astype(self.dtype), self.in_axes)
+        # Cast only when needed: a quantized kernel (qwix PTQ) has no working astype.
+        if kernel.dtype != self.dtype:
+            kernel = kernel.astype(self.dtype)
+        y = contract(x.astype(self.dtype), kernel, self.in_axes)
         if self.use_bias:
             bias = self.param("bias", zeros(self.kernel_axes[self.in_axes:]), features)
             y = y + bias.astype(self.dtype)

@@ -21,8 +21,10 @@ REGIMES = (
     "bigmodels.regimes.finetune",        # optim.lr_multipliers, optim.freeze
     "bigmodels.regimes.lora",            # lora.rank > 0
     "bigmodels.regimes.prune",           # prune.target > 0 or prune.structure n:m
+    "bigmodels.regimes.qat",             # quant.mode=qat
     "bigmodels.regimes.alternating",     # a task's update_groups (a GAN)
     "bigmodels.regimes.local_sgd",       # local_sgd.inner_steps > 0
+    "bigmodels.regimes.distill",         # distill.teacher set
     "bigmodels.regimes.eval_images",     # a task's image_outputs
 )
 

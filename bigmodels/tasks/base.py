@@ -22,8 +22,19 @@ Optional, with defaults:
     image_outputs                      names of the image grids `eval_images` returns;
                                        the eval_images regime writes them as PNGs
     eval_images(params, model_state, batch) -> {name: N x H x W x C in [0, 1]}
+    distillable                        the loss is a function of logits, through the
+                                       two methods below (the distill regime uses them)
+    logits(params, model_state, batch, rng, train) -> (logits ... x K, model_state)
+    logits_loss(logits, batch) -> (loss, metrics, weights): `loss` is the weighted
+                                       mean over the rows of logits (... x K) with
+                                       `weights` (shape ...), as `loss` computes it
+    vocabulary, class_names            what the input ids and the output units mean,
+                                       from the data ("" and () when unknown), so two
+                                       runs can be compared (a teacher and its student)
 """
 
+import hashlib
+import json
 from typing import Any, ClassVar, Protocol
 
 
@@ -33,6 +44,9 @@ class Task(Protocol):
     tokens_per_example: ClassVar[int] = 0
     update_groups: ClassVar[tuple] = ()
     image_outputs: ClassVar[tuple] = ()
+    distillable: ClassVar[bool] = False
+    vocabulary: str = ""
+    class_names: tuple = ()
 
     @classmethod
     def from_config(cls, config, model, data=None):
@@ -56,3 +70,24 @@ class Task(Protocol):
 
     def eval_images(self, params, model_state, batch) -> dict:
         return {}
+
+    def logits(self, params, model_state, batch, rng, train: bool = True):
+        raise NotImplementedError(f"{type(self).__name__} is not distillable")
+
+    def logits_loss(self, logits, batch):
+        raise NotImplementedError(f"{type(self).__name__} is not distillable")
+
+
+def vocabulary_digest(tokenizer_json) -> str:
+    """A short digest of a tokenizer's JSON (`tokenizer.to_json()` or the tokenizer.json
+    a run saved): equal digests, equal vocabularies."""
+    text = json.dumps(tokenizer_json, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_meaning(data) -> dict:
+    """`vocabulary` and `class_names` of a task built on `data` (None when a task is
+    built without its data, as an export does)."""
+    tokenizer = getattr(data, "tokenizer", None)
+    return dict(vocabulary=vocabulary_digest(tokenizer.to_json()) if tokenizer else "",
+                class_names=tuple(getattr(data, "class_names", None) or ()))

@@ -5,7 +5,7 @@ import dataclasses
 import jax.numpy as jnp
 import optax
 from flax import linen as nn
-from bigmodels.tasks.base import Task
+from bigmodels.tasks.base import Task, data_meaning
 
 
 def split_window(tokens_BxT1):
@@ -16,6 +16,14 @@ def split_window(tokens_BxT1):
 class CausalLM(Task):
     model: nn.Module
     seq_len: int = 0          # training sequence length; 0 = the model's context
+    vocabulary: str = ""      # the data's tokenizer digest (tasks/base.py)
+    class_names: tuple = ()
+
+    distillable = True
+
+    @classmethod
+    def from_config(cls, config, model, data=None):
+        return cls(model, seq_len=config.data.get("seq_len", 0), **data_meaning(data))
 
     @property
     def tokens_per_example(self) -> int:
@@ -25,18 +33,32 @@ class CausalLM(Task):
         inputs, _ = split_window(batch["tokens"])
         return self.model.init({"params": rng}, inputs, train=False)
 
-    def _token_losses(self, params, batch, rng, train):
-        inputs, targets = split_window(batch["tokens"])
+    def logits(self, params, model_state, batch, rng, train=True):
+        """(logits B x T x V of each next token, model_state)."""
+        inputs, _ = split_window(batch["tokens"])
         logits = self.model.apply({"params": params}, inputs, train=train,
                                   rngs={"dropout": rng} if train else None)
+        return logits, model_state
+
+    def _token_losses_of(self, logits, batch):
+        _, targets = split_window(batch["tokens"])
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
         return losses, correct
 
-    def loss(self, params, model_state, batch, rng, train=True):
-        losses, correct = self._token_losses(params, batch, rng, train)
+    def _token_losses(self, params, batch, rng, train):
+        return self._token_losses_of(self.logits(params, {}, batch, rng, train)[0], batch)
+
+    def logits_loss(self, logits, batch):
+        """(loss, metrics, weights): the mean cross-entropy over every token."""
+        losses, correct = self._token_losses_of(logits, batch)
         loss = jnp.mean(losses)
-        return loss, ({"loss": loss, "accuracy": jnp.mean(correct)}, model_state)
+        return loss, {"loss": loss, "accuracy": jnp.mean(correct)}, jnp.ones_like(losses)
+
+    def loss(self, params, model_state, batch, rng, train=True):
+        logits, model_state = self.logits(params, model_state, batch, rng, train)
+        loss, metrics, _ = self.logits_loss(logits, batch)
+        return loss, (metrics, model_state)
 
     def eval_sums(self, params, model_state, batch):
         losses, correct = self._token_losses(params, batch, None, False)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import linen as nn
-from bigmodels.tasks.base import Task
+from bigmodels.tasks.base import Task, data_meaning
 
 
 def model_inputs(batch) -> tuple:
@@ -65,6 +65,14 @@ def macro_f1(confusion: np.ndarray) -> float:
 class Classify(Task):
     model: nn.Module
     seq_len: int = 0          # passage length; 0 = the model's context
+    vocabulary: str = ""      # the data's tokenizer digest and class names (tasks/base.py)
+    class_names: tuple = ()
+
+    distillable = True
+
+    @classmethod
+    def from_config(cls, config, model, data=None):
+        return cls(model, seq_len=config.data.get("seq_len", 0), **data_meaning(data))
 
     @property
     def tokens_per_example(self) -> int:
@@ -77,14 +85,22 @@ class Classify(Task):
     def _logits(self, params, model_state, batch, rng, train):
         return apply_model(self.model, params, model_state, batch, rng, train)
 
-    def loss(self, params, model_state, batch, rng, train=True):
-        logits, model_state = self._logits(params, model_state, batch, rng, train)
+    def logits(self, params, model_state, batch, rng, train=True):
+        return self._logits(params, model_state, batch, rng, train)
+
+    def logits_loss(self, logits, batch):
+        """(loss, metrics, weights): the weighted mean cross-entropy over examples."""
         w = example_weights(batch)
         n = jnp.maximum(w.sum(), 1e-12)
         loss = (optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * w
                 ).sum() / n
         accuracy = ((jnp.argmax(logits, -1) == batch["label"]) * w).sum() / n
-        return loss, ({"loss": loss, "accuracy": accuracy}, model_state)
+        return loss, {"loss": loss, "accuracy": accuracy}, w
+
+    def loss(self, params, model_state, batch, rng, train=True):
+        logits, model_state = self._logits(params, model_state, batch, rng, train)
+        loss, metrics, _ = self.logits_loss(logits, batch)
+        return loss, (metrics, model_state)
 
     def eval_sums(self, params, model_state, batch):
         logits, _ = self._logits(params, model_state, batch, None, False)
