@@ -98,7 +98,12 @@ def test_bf16_compute_tracks_f32(corpus, tmp_path):
     f32, bf16 = (np.array([r[s] for s in sorted(r)]) for r in (runs["float32"],
                                                                  runs["bfloat16"]))
     assert f32[-1] < f32[0] - 0.5                     # it learned
-    np.testing.assert_allclose(bf16, f32, rtol=0.02)
+    # Step by step while the two have not drifted apart; later, rounding differences
+    # compound through the updates, so the late losses are compared on average. (Step
+    # 28's bf16 loss once moved from within 2% to 2.8% off when a module that nothing
+    # here traces changed: the late steps amplify any change in XLA:CPU's bf16 rounding.)
+    np.testing.assert_allclose(bf16[:10], f32[:10], rtol=2e-3)
+    np.testing.assert_allclose(bf16[-10:].mean(), f32[-10:].mean(), rtol=0.02)
 
 
 def test_checkpoints_convert_between_layouts_for_init_from(corpus, tmp_path):
