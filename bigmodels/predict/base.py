@@ -8,6 +8,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from bigmodels.names import CLASSES_FILE
+from bigmodels.tasks.classify import apply_model
 
 
 class Predictor(Protocol):
@@ -27,6 +28,17 @@ class Predictor(Protocol):
 
     def predict(self, inputs, **options) -> list[dict]:
         ...
+
+
+def classifier_forward(loaded, batcher):
+    """(the params and model state placed on the batcher's devices, a jitted
+    forward(those, batch) -> logits) of a classifier or regressor: the task's own
+    `apply_model` in eval mode."""
+    model = loaded.model
+    consts = batcher.place({"params": loaded.params, "model_state": loaded.model_state})
+    forward = batcher.jit(lambda c, batch: apply_model(
+        model, c["params"], c["model_state"], batch, None, False)[0])
+    return consts, forward
 
 
 def saved_class_names(run_dir: str) -> list | None:

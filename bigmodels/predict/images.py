@@ -11,7 +11,6 @@ import numpy as np
 from bigmodels.data import sklearn_data
 from bigmodels.predict import base, image_inputs, inputs
 from bigmodels.predict.loading import check_model_state
-from bigmodels.tasks.classify import apply_model
 
 
 def class_names(config) -> list | None:
@@ -47,10 +46,7 @@ class ImageClassifier:
         check_model_state(loaded, lambda rng: model.init(
             rng, jnp.zeros((1,) + self.format.shape, jnp.float32)))
         self.batcher = batcher
-        self.consts = batcher.place({"params": loaded.params,
-                                     "model_state": loaded.model_state})
-        self.forward = batcher.jit(lambda c, batch: apply_model(
-            model, c["params"], c["model_state"], batch, None, False)[0])
+        self.consts, self.forward = base.classifier_forward(loaded, batcher)
 
     def read(self, path: str) -> list[str]:
         return inputs.files(path, image_inputs.EXTENSIONS, "image")

@@ -19,7 +19,6 @@ from bigmodels.errors import BadInput
 from bigmodels.names import PREPROCESS_FILE
 from bigmodels.predict import base, inputs
 from bigmodels.predict.loading import check_model_state
-from bigmodels.tasks.classify import apply_model
 
 MISSING = ("", "na", "nan", "null", "none")
 
@@ -66,10 +65,7 @@ class TabularPredictor:
         check_model_state(loaded, lambda rng: model.init(
             rng, np.zeros((1, len(self.columns)), np.float32)))
         self.batcher = batcher
-        self.consts = batcher.place({"params": loaded.params,
-                                     "model_state": loaded.model_state})
-        self.forward = batcher.jit(lambda c, batch: apply_model(
-            model, c["params"], c["model_state"], batch, None, False)[0])
+        self.consts, self.forward = base.classifier_forward(loaded, batcher)
 
     def read(self, path: str) -> list[dict]:
         """The rows of a CSV file (or stdin) as {column: text}."""

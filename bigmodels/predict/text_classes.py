@@ -17,7 +17,6 @@ from bigmodels.errors import BadInput, first_line
 from bigmodels.names import TOKENIZER_FILE
 from bigmodels.predict import base, inputs
 from bigmodels.predict.loading import check_model_state
-from bigmodels.tasks.classify import apply_model
 
 
 class TextClassifier:
@@ -36,10 +35,7 @@ class TextClassifier:
         check_model_state(loaded, lambda rng: model.init(
             rng, jnp.zeros((1, self.seq_len), jnp.int32), jnp.ones((1,), jnp.int32)))
         self.batcher = batcher
-        self.consts = batcher.place({"params": loaded.params,
-                                     "model_state": loaded.model_state})
-        self.forward = batcher.jit(lambda c, batch: apply_model(
-            model, c["params"], c["model_state"], batch, None, False)[0])
+        self.consts, self.forward = base.classifier_forward(loaded, batcher)
 
     def read(self, path: str) -> list[str]:
         return inputs.lines(path, "a text classifier")
