@@ -3,6 +3,7 @@ transformers' `generate` (torch, float32, CPU) on the same GPT-2 weights.
 
     python benchmarks/generate.py [--size=124m|small] [--batches=1,16] [--new_tokens=64]
     python benchmarks/generate.py --no_hf            # ours only (e.g. on a GPU)
+    python benchmarks/generate.py --dtype=bfloat16   # both sides hold and compute in bf16
 
 A random GPT-2-architecture model is built here, saved as an export and written out by
 our Hugging Face converter (bigmodels.convert.export_hf); transformers loads that
@@ -36,19 +37,19 @@ VOCAB = 50257
 SCALE = 2.0          # weights x SCALE: greedy tokens far from ties, yet not repeats
 
 
-def build(size: str, seed: int = 0):
+def build(size: str, seed: int = 0, dtype: str = "float32"):
     """(model, params, config) of a random GPT-2, its init's weights times SCALE: at 1
     greedy decoding mostly repeats a token, at 4 float rounding (ours against torch)
     flips near-ties between the top two logits."""
     config = base_config()
-    config.model = gpt_config(vocab_size=VOCAB, **SIZES[size])
+    config.model = gpt_config(vocab_size=VOCAB, dtype=dtype, **SIZES[size])
     model = models.build(config.model)
     params = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 8), jnp.int32))["params"]
-    params = jax.tree.map(lambda x: x * SCALE, nn.meta.unbox(params))
+    params = jax.tree.map(lambda x: (x * SCALE).astype(dtype), nn.meta.unbox(params))
     return model, params, config
 
 
-def to_hf(params, config, directory: str):
+def to_hf(params, config, directory: str, dtype: str = "float32"):
     """Our export of `params`, then its Hugging Face directory, loaded by transformers."""
     import torch
     import transformers
@@ -62,7 +63,7 @@ def to_hf(params, config, directory: str):
     exports.write_atomically(ours, write)
     hf_dir = export_hf(ours, os.path.join(directory, "hf"))
     return transformers.GPT2LMHeadModel.from_pretrained(hf_dir,
-                                                        torch_dtype=torch.float32).eval()
+                                                        torch_dtype=getattr(torch, dtype)).eval()
 
 
 def prompts_of(batch: int, seed: int, lengths=(8, 32)) -> list[np.ndarray]:
@@ -107,9 +108,11 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no_hf", action="store_true", help="time our side only")
     p.add_argument("--hf_device", default="cpu", help="torch device of the HF side (cuda)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="weights and compute of both sides")
     args = p.parse_args()
 
-    model, params, config = build(args.size)
+    model, params, config = build(args.size, dtype=args.dtype)
     params = jax.device_put(params)
     hf_model = None
     if not args.no_hf:
@@ -117,7 +120,7 @@ def main():
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
               f"jax {jax.__version__} on {jax.devices()[0].platform}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            hf_model = to_hf(params, config, tmp).to(args.hf_device)
+            hf_model = to_hf(params, config, tmp, args.dtype).to(args.hf_device)
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
         prompts = prompts_of(batch, seed=batch)
@@ -141,7 +144,7 @@ def main():
         print(f"batch {batch}: ours {['%.2f' % s for s in ours_s]} s, "
               f"HF {['%.2f' % s for s in hf_s]} s", flush=True)
 
-    print(f"\nGPT-2 {args.size}, {args.new_tokens} new tokens per row, prompts of 8-32 tokens, "
+    print(f"\nGPT-2 {args.size} in {args.dtype}, {args.new_tokens} new tokens per row, prompts of 8-32 tokens, "
           f"greedy, median of {args.repeats}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs\n")
     print("| batch | ours tok/s | HF tok/s | ratio |\n|---|---|---|---|")

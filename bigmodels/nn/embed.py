@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 from flax import linen as nn
 
-from bigmodels.nn.dense import contract
+from bigmodels.nn.dense import contract_transposed
 from bigmodels.nn.initializers import normal
 
 
@@ -22,4 +22,4 @@ class Embed(nn.Module):
 
     def attend(self, x_BxTxD):
         """Logits against the embedding table (weight tying)."""
-        return contract(x_BxTxD, self.embedding.astype(self.dtype).T, 1)
+        return contract_transposed(x_BxTxD, self.embedding.astype(self.dtype))
