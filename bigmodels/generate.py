@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigmodels.data import tokenizers
 from bigmodels.errors import BadInput
 
 
@@ -299,26 +300,8 @@ def generate_batch(model, params, prompts, max_new_tokens: int, *, seed: int = 0
     return [_cut_at(t, eos_id) for t in tokens]
 
 
-# Special tokens that end a text, by the names tokenizers give them.
-END_OF_TEXT = ("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>")
-
-
-def end_of_text_id(tokenizer) -> int | None:
-    """The id of `tokenizer`'s end-of-text token (our <eos>, an HF tokenizer's special
-    </s> or <|endoftext|>, a SentencePiece model's eos), or None if it has none."""
-    from bigmodels.data import tokenizers
-    if isinstance(tokenizer, tokenizers.WithSpecials):
-        if "<eos>" in tokenizer.specials:
-            return tokenizer.id("<eos>")
-        return end_of_text_id(tokenizer.base)
-    if isinstance(tokenizer, tokenizers.HFTokenizer):
-        special = {t.content: i for i, t in
-                   tokenizer.tokenizer.get_added_tokens_decoder().items() if t.special}
-        return next((special[name] for name in END_OF_TEXT if name in special), None)
-    if isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
-        eos = tokenizer.processor.eos_id()
-        return eos if eos >= 0 else None
-    return None
+# Where a text ends (used to stop generation); it lives with the tokenizers.
+end_of_text_id = tokenizers.end_of_text_id
 
 
 def generate_text_batch(model, params, tokenizer, prompts: list[str], max_new_tokens: int,

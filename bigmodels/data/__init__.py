@@ -13,6 +13,7 @@ from bigmodels.registry import load
 # data.kind -> "module:function" with the signature of `build` below.
 KINDS = {
     "text": "bigmodels.data.text_lm:build",
+    "tokens": "bigmodels.data.tokens:build",
     "text_classes": "bigmodels.data.text_classes:build",
     "transduction": "bigmodels.data.seq2seq:build",
     "translation": "bigmodels.data.translation:build",

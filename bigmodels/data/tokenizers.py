@@ -259,6 +259,27 @@ def from_json(spec: dict):
                    f"sentencepiece | an HF tokenizer.json)")
 
 
+# Special tokens that end a text, by the names tokenizers give them.
+END_OF_TEXT = ("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>")
+
+
+def end_of_text_id(tokenizer) -> int | None:
+    """The id of `tokenizer`'s end-of-text token (our <eos>, an HF tokenizer's special
+    </s> or <|endoftext|>, a SentencePiece model's eos), or None if it has none."""
+    if isinstance(tokenizer, WithSpecials):
+        if "<eos>" in tokenizer.specials:
+            return tokenizer.id("<eos>")
+        return end_of_text_id(tokenizer.base)
+    if isinstance(tokenizer, HFTokenizer):
+        special = {t.content: i for i, t in
+                   tokenizer.tokenizer.get_added_tokens_decoder().items() if t.special}
+        return next((special[name] for name in END_OF_TEXT if name in special), None)
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        eos = tokenizer.processor.eos_id()
+        return eos if eos >= 0 else None
+    return None
+
+
 def save(tokenizer, path: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
