@@ -225,6 +225,7 @@ def base_config(**top) -> ml_collections.ConfigDict:
             tokenizer="byte",           # byte | char
             val_fraction=0.1,           # last fraction of the corpus held out for validation
             sampling="random",          # random windows (nanoGPT) | sequential (shuffled, non-overlapping)
+            packing="",                 # "" | segmented: attention stays within each document (EOS-separated)
             eval_batches=20,
             prefetch=2,                 # batches built and placed on devices ahead, in a thread (0 = none)
             tfds_dir="",                # "" = $BIGMODELS_DATA_DIR or ~/.cache/bigmodels/tfds

@@ -300,3 +300,27 @@ def test_gpt2_fineweb_variant_trains_on_a_prepared_parquet(tmp_path):
     config.optim.warmup_steps = 1
     train.run(config, str(tmp_path / "run"))
     assert sorted(read_metrics(str(tmp_path / "run"))) == [1, 2]
+
+
+def test_segmented_packing_trains_and_a_recurrent_lm_is_refused(tmp_path):
+    from bigmodels import train
+    from bigmodels.models.rnn import rnn_config
+    from helpers import read_metrics
+    words = WORDS.split()
+    texts = [" ".join(words[s % 7:s % 7 + 2]) for s in range(400)]     # ~9 bytes each
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "prepared"
+    prepare_shards.prepare(str(tmp_path / "docs.jsonl"), str(out), "byte", val_fraction=0.1,
+                           log=lambda _: None)
+    config = _lm_config(out, "tokens")
+    config.data.packing = "segmented"
+    batch = data.build(config, str(tmp_path / "w")).train[0]
+    assert batch["segments"].shape == batch["tokens"].shape
+    assert (batch["positions"][batch["tokens"] == 256] == 0).all()    # <eos> starts one
+    assert batch["segments"].max() > 0
+    config.total_steps = 2
+    train.run(config, str(tmp_path / "run"))
+    assert sorted(read_metrics(str(tmp_path / "run"))) == [1, 2]
+    config.model = rnn_config(vocab_size=0, embed_dim=16, hidden_dim=16, context_length=16)
+    with pytest.raises(BadInput, match="data.packing=segmented"):
+        train.run(config, str(tmp_path / "lstm"))

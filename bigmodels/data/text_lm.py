@@ -39,7 +39,8 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
     eval_ids = tokenizer.encode(splits["validation"])
     window = (d.seq_len or config.model.context_length) + 1
     common = dict(window=window, global_batch=config.batch_size, sampling=d.sampling,
-                  process_index=process_index, process_count=process_count)
+                  process_index=process_index, process_count=process_count,
+                  packing=d.get("packing", ""), eos_id=tokenizers.end_of_text_id(tokenizer))
     train = window_batches(train_ids, seed=config.seed, **common)
     # Eval always sees the same batches, so the eval curve is not sampling noise.
     common["sampling"] = "random"

@@ -30,7 +30,8 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
                        f"started with ({saved})")
     window = (d.seq_len or config.model.context_length) + 1
     common = dict(window=window, global_batch=config.batch_size, sampling=d.sampling,
-                  process_index=process_index, process_count=process_count)
+                  process_index=process_index, process_count=process_count,
+                  packing=d.get("packing", ""), eos_id=meta.get("eos_id"))
     train = window_batches(splits["train"], seed=config.seed, **common)
     common["sampling"] = "random"
     eval_ = window_batches(splits["validation"], seed=config.seed + 1_000_003,

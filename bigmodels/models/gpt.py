@@ -56,9 +56,10 @@ class GPT(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT, positions_BxT=None, train: bool = False,
-                 decode: bool = False):
-        """Returns next-token logits (float32) of shape B x T x vocab."""
-        x, embed = self.hidden_states(tokens_BxT, positions_BxT, train, decode)
+                 decode: bool = False, segments_BxT=None):
+        """Returns next-token logits (float32) of shape B x T x vocab. `segments_BxT`
+        (packed documents) keeps attention within each; pass their positions too."""
+        x, embed = self.hidden_states(tokens_BxT, positions_BxT, train, decode, segments_BxT)
         if self.tie_embeddings:
             logits = embed.attend(x)
         else:
@@ -67,7 +68,7 @@ class GPT(nn.Module):
         return logits.astype(jnp.float32)
 
     def hidden_states(self, tokens_BxT, positions_BxT=None, train: bool = False,
-                      decode: bool = False):
+                      decode: bool = False, segments_BxT=None):
         """(final normalised hidden states B x T x D, the token embedding module).
 
         Called from a compact method, so its submodules (and param names) are the
@@ -94,7 +95,7 @@ class GPT(nn.Module):
                       qkv_bias=self.qkv_bias, mlp_activation=self.mlp_activation,
                       norm_eps=self.norm_eps, rope=self.rope)
         x = apply_blocks(x, positions_BxT, train, decode, remat=self.remat,
-                         scan_layers=self.scan_layers, **kwargs)
+                         scan_layers=self.scan_layers, segments_BxT=segments_BxT, **kwargs)
         final_norm = make_norm(self.norm, self.use_bias, self.dtype, name="final_norm",
                                eps=self.norm_eps)
         return final_norm(x), embed

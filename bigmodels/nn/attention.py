@@ -65,12 +65,13 @@ class MultiHeadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT=None, context_BxSxD=None, mask_BxS=None,
-                 decode: bool = False, bias_BxNxTxS=None):
+                 decode: bool = False, bias_BxNxTxS=None, segments_BxT=None):
         """Self-attention when `context_BxSxD` is None, else cross-attention to it.
 
         `mask_BxS` marks valid key positions (padding mask); causality is added
         for self-attention when `causal` is set. `bias_BxNxTxS` is added to the
-        self-attention logits.
+        self-attention logits. `segments_BxT` (packed documents, an id each) keeps each
+        query to the keys of its own segment.
         """
         d = x_BxTxD.shape[-1]   # the output width; heads x head_dim may differ (T5)
         # Under decode, a module whose cache holds a projected context is a
@@ -79,21 +80,26 @@ class MultiHeadAttention(nn.Module):
                                                                       "context_key")):
             out = self._cross_attend(x_BxTxD, context_BxSxD, mask_BxS, decode)
         else:
-            out = self._self_attend(x_BxTxD, positions_BxT, mask_BxS, decode, bias_BxNxTxS)
+            out = self._self_attend(x_BxTxD, positions_BxT, mask_BxS, decode, bias_BxNxTxS,
+                                    segments_BxT)
         return Dense(d, ("heads", "kv", "embed"), in_axes=2, use_bias=self.use_bias,
                      init_std=self.out_init_std, dtype=self.dtype, name="out")(out)
 
-    def _self_attend(self, x_BxTxD, positions_BxT, mask_BxS, decode: bool, bias=None):
+    def _self_attend(self, x_BxTxD, positions_BxT, mask_BxS, decode: bool, bias=None,
+                     segments_BxT=None):
         q, k, v = self._project_qkv(x_BxTxD)
         if self.rotary:
             q = apply_rotary(q, positions_BxT, self.rope)
             k = apply_rotary(k, positions_BxT, self.rope)
         if decode:
-            if mask_BxS is not None:
+            if mask_BxS is not None or segments_BxT is not None:
                 raise NotImplementedError("the self-attention KV cache is causal only; "
-                                          "it takes no padding mask")
+                                          "it takes no padding mask or segments")
             return self._attend_with_cache(q, k, v, positions_BxT, bias)
         mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
+        if segments_BxT is not None:   # B x 1 x T x S: same segment; every path takes it
+            same = segments_BxT[:, None, :, None] == segments_BxT[:, None, None, :]
+            mask = same if mask is None else mask & same
         return self._dot_product(q, k, v, bias=bias, mask=mask, is_causal=self.causal,
                                  implementation=self._implementation())
 

@@ -66,10 +66,11 @@ class TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x_BxTxD, positions_BxT, train: bool, decode: bool = False,
                  mask_BxT=None, context_BxSxD=None, context_mask_BxS=None,
-                 bias_BxNxTxS=None):
+                 bias_BxNxTxS=None, segments_BxT=None):
         """`mask_BxT` marks valid (non-padding) positions of x for self-attention;
         `context_BxSxD` and its mask are what cross-attention reads; `bias_BxNxTxS`
-        is added to the self-attention logits (T5's relative positions)."""
+        is added to the self-attention logits (T5's relative positions); `segments_BxT`
+        keeps self-attention within each packed document."""
         d = x_BxTxD.shape[-1]
         # Activations are sharded over the batch (see sharding.with_activation_rules).
         x_BxTxD = nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed"))
@@ -79,7 +80,7 @@ class TransformerBlock(nn.Module):
                                qkv_bias=self.qkv_bias)
         x_BxTxD = self._residual(
             x_BxTxD, lambda h: attn(h, positions_BxT, mask_BxS=mask_BxT, decode=decode,
-                                    bias_BxNxTxS=bias_BxNxTxS),
+                                    bias_BxNxTxS=bias_BxNxTxS, segments_BxT=segments_BxT),
             "attn_norm", drop)
         if self.cross_attention:
             cross = self._attention(d, "cross_attn", causal=False)
@@ -121,12 +122,14 @@ def block_class(remat: str = "none"):
 
 
 class ScanStep(TransformerBlock):
-    """A block as one step of `nn.scan` over the layers: (x, positions) -> (x, None)."""
+    """A block as one step of `nn.scan` over the layers: (x, positions, segments) ->
+    (x, None)."""
     train: bool = False
     decode: bool = False
 
-    def __call__(self, x_BxTxD, positions_BxT):
-        return super().__call__(x_BxTxD, positions_BxT, self.train, self.decode), None
+    def __call__(self, x_BxTxD, positions_BxT, segments_BxT=None):
+        return super().__call__(x_BxTxD, positions_BxT, self.train, self.decode,
+                                segments_BxT=segments_BxT), None
 
 
 def scanned_blocks(remat: str = "none", **block_kwargs):
@@ -143,18 +146,19 @@ def scanned_blocks(remat: str = "none", **block_kwargs):
 
 
 def apply_blocks(x_BxTxD, positions_BxT, train: bool, decode: bool = False, *,
-                 remat: str = "none", scan_layers: bool = False, **block_kwargs):
+                 remat: str = "none", scan_layers: bool = False, segments_BxT=None,
+                 **block_kwargs):
     """`block_kwargs["num_layers"]` blocks on x, created in the calling module's scope
     (call it from a compact method): submodules block_0 ... block_{L-1}, or with
     `scan_layers` one nn.scan named "blocks" (`stack_layers` converts between them)."""
     if scan_layers:
         x_BxTxD, _ = scanned_blocks(remat, train=train, decode=decode, name="blocks",
-                                    **block_kwargs)(x_BxTxD, positions_BxT)
+                                    **block_kwargs)(x_BxTxD, positions_BxT, segments_BxT)
         return x_BxTxD
     block = block_class(remat)
     for i in range(block_kwargs["num_layers"]):
         x_BxTxD = block(**block_kwargs, name=f"block_{i}")(x_BxTxD, positions_BxT, train,
-                                                           decode)
+                                                           decode, segments_BxT=segments_BxT)
     return x_BxTxD
 
 

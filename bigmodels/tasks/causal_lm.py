@@ -1,15 +1,27 @@
 """Next-token prediction on windows of T+1 tokens (inputs = [:-1], targets = [1:])."""
 
 import dataclasses
+import inspect
 
 import jax.numpy as jnp
 import optax
 from flax import linen as nn
+
+from bigmodels.errors import BadInput
 from bigmodels.tasks.base import Task, data_meaning
 
 
 def split_window(tokens_BxT1):
     return tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
+
+
+def packed_documents(batch) -> dict:
+    """The model's segment and position inputs of a batch packed with
+    data.packing=segmented (bigmodels/data/windows.py), or none."""
+    if "segments" not in batch:
+        return {}
+    return {"segments_BxT": batch["segments"][:, :-1],
+            "positions_BxT": batch["positions"][:, :-1]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +35,11 @@ class CausalLM(Task):
 
     @classmethod
     def from_config(cls, config, model, data=None):
+        if config.data.get("packing") and "segments_BxT" not in inspect.signature(
+                type(model).__call__).parameters:
+            raise BadInput(f"data.packing={config.data.packing}: model "
+                           f"{config.model.name} cannot keep attention within documents "
+                           f"(a transformer can: gpt)")
         return cls(model, seq_len=config.data.get("seq_len", 0), **data_meaning(data))
 
     @property
@@ -37,7 +54,8 @@ class CausalLM(Task):
         """(logits B x T x V of each next token, model_state)."""
         inputs, _ = split_window(batch["tokens"])
         logits = self.model.apply({"params": params}, inputs, train=train,
-                                  rngs={"dropout": rng} if train else None)
+                                  rngs={"dropout": rng} if train else None,
+                                  **packed_documents(batch))
         return logits, model_state
 
     def _token_losses_of(self, logits, batch):
