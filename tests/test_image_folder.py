@@ -75,3 +75,27 @@ def test_cnn_learns_the_folder_on_a_mixed_mesh(tmp_path):
     assert np.mean([losses[s] for s in range(16, 21)]) < losses[1] - 0.2
     assert result.config.model.num_classes == 2
     assert (tmp_path / "run" / "preprocess.json").exists()
+
+
+def test_worker_processes_give_the_same_batches_and_resume(tmp_path):
+    """data.workers=2 decodes and augments in grain worker processes: the batches are
+    those of workers=0 (batch i = f(seed, i)), and the iterator's saved position resumes."""
+    root = _write_folder(tmp_path / "images")
+    batches = {}
+    for workers in (0, 2):
+        config = _config(root, augment=True, flip=True, workers=workers)
+        config.batch_size = 8
+        data = image_folder.build(config, str(tmp_path / f"run{workers}"))
+        iterator = iter(data.train.to_iter_dataset())
+        first = [next(iterator) for _ in range(3)]
+        state = iterator.get_state()
+        later = [next(iterator) for _ in range(2)]
+        resumed = iter(data.train.to_iter_dataset())
+        resumed.set_state(state)
+        assert all(np.array_equal(a["image"], b["image"])
+                   for a, b in zip(later, [next(resumed) for _ in range(2)]))
+        batches[workers] = first + later
+    for a, b in zip(batches[0], batches[2]):
+        for key in ("image", "label", "id", "weight"):
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(batches[0][0]["image"], batches[0][1]["image"])

@@ -30,7 +30,7 @@ def test_image_experiment_on_mock_tfds_data(tmp_path, experiment, dataset, shape
     config.data.update(tfds_dir=str(tmp_path / "tfds"), max_examples=24)
     with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
         result = train.run(config, str(tmp_path / "run"))
-    batch = result.data.train[0]
+        batch = result.data.train[0]             # images are read on demand, mocked here
     assert batch["image"].shape == (8,) + shape and batch["image"].dtype == np.float32
     if result.config.data.standardize == "unit":         # pixels in [0, 1] (AE, VAE, GAN)
         assert batch["image"].min() >= 0 and batch["image"].max() <= 1

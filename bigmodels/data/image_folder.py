@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import augment, sklearn_data
+from bigmodels.data import augment, image_stream, sklearn_data
 from bigmodels.data.local_builder import LocalBuilder
 from bigmodels.data.text_files import default_data_dir
 from bigmodels.errors import BadInput
@@ -30,7 +30,8 @@ def image_folder_config(path: str = "", **overrides):
     """The `config.data` of kind image_folder."""
     data = sklearn_data.sklearn_data_config("", standardize="global")
     data.update(kind="image_folder", path=path)
-    for key, value in dict(image_size=32, channels=3, flip=False).items():
+    for key, value in dict(image_size=32, channels=3, flip=False, workers=0,
+                           stats_examples=50_000).items():
         data[key] = value
     data.update(overrides)
     return data
@@ -100,8 +101,8 @@ class ImageFolder(LocalBuilder):
                            "image": decode(path, self._size, self._channels)}
 
 
-def load_splits(d) -> tuple[list[str], dict]:
-    """(class names, {"train"|"test": (row indices, images N x S x S x C uint8, labels)})."""
+def prepared(d):
+    """(class names, the prepared ImageFolder builder) of `data.path`."""
     if d.channels not in (1, 3):
         raise BadInput(f"data.channels must be 1 or 3, got {d.channels}")
     if d.image_size < 1:
@@ -114,6 +115,13 @@ def load_splits(d) -> tuple[list[str], dict]:
                           val_fraction=d.val_fraction, source=f"data.path={d.path}",
                           data_dir=d.tfds_dir or default_data_dir())
     builder.download_and_prepare()
+    return classes, builder
+
+
+def load_splits(d) -> tuple[list[str], dict]:
+    """(class names, {"train"|"test": (row indices, images N x S x S x C uint8, labels)}),
+    all in memory (for inspection; training streams them)."""
+    classes, builder = prepared(d)
     splits = sklearn_data.indexed_splits(builder, "image", "label")
     return classes, {k: (i, x, y.astype(np.int64)) for k, (i, x, y) in splits.items()}
 
@@ -123,18 +131,17 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    classes, splits = load_splits(d)
+    classes, builder = prepared(d)
+    # Not the TFDS data source: it pickles its builder, which a local one cannot.
+    read_train = image_stream.SplitReader(builder, "train", "image", "label")
+    read_test = image_stream.SplitReader(builder, "test", "image", "label")
     spec = sklearn_data.Spec("", {}, (d.image_size, d.image_size, d.channels), True)
-    _, train_x, train_y = splits["train"]
-    _, test_x, test_y = splits["test"]
     # Statistics are tied to the folder, not a scikit-learn name.
-    named = d.copy_and_resolve_references()
-    with named.unlocked():
-        named.name = "image_folder:" + os.path.abspath(os.path.expanduser(d.path))
-    stats = sklearn_data.fitted_or_saved_stats(named, spec, workdir, train_x, train_y)
-    train, eval_ = sklearn_data.batches(config, spec, stats, (train_x, train_y),
-                                        (test_x, test_y),
-                                        augment.image_augmentations(d.image_size, d.augment,
-                                                                    d.flip), process_index,
-                                        process_count)
-    return sklearn_data.TabularData(named.name, classes, stats, train, eval_)
+    name = "image_folder:" + os.path.abspath(os.path.expanduser(d.path))
+    stats = image_stream.saved_or_streamed_stats(d, name, workdir, read_train, len(read_train))
+    finish = sklearn_data.batch_maker(stats, spec, slice(None))
+    train_ds, eval_ds = image_stream.streamed_batches(
+        config, finish, read_train, len(read_train), read_test, len(read_test),
+        augment.image_augmentations(d.image_size, d.augment, d.flip), None, process_index,
+        process_count, d.get("workers", 0))
+    return sklearn_data.TabularData(name, classes, stats, train_ds, eval_ds)

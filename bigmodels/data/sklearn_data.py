@@ -173,7 +173,7 @@ class TabularData:
         preprocess.save(os.path.join(workdir, PREPROCESS_FILE), self.stats)
 
 
-def _batch_maker(stats: dict, spec: Spec, rows: slice):
+def batch_maker(stats: dict, spec: Spec, rows: slice):
     """Raw stacked examples -> the model's batch: standardised, labels or targets typed."""
     def finish(raw):
         x = stats["features"].apply(raw["x"])
@@ -220,7 +220,7 @@ def batches(config, spec: Spec, stats: dict, train_xy, test_xy, augment=(),
     if len(train_y) < b:
         raise BadInput(f"batch_size={b} is larger than the {len(train_y)} train rows")
     shape = tuple(spec.image_shape or train_x.shape[1:])
-    finish = _batch_maker(stats, spec, rows_for_process(b, process_index, process_count))
+    finish = batch_maker(stats, spec, rows_for_process(b, process_index, process_count))
 
     def example(i):
         return {"image": train_x[i].reshape(shape), "y": train_y[i], "w": np.float32(1),

@@ -1,21 +1,26 @@
-"""Labelled images from a TFDS dataset (mnist, fashion_mnist, cifar10, ...), read
-without TensorFlow through array_record data sources.
+"""Labelled images from a TFDS dataset (mnist, fashion_mnist, cifar10, imagenet2012,
+...), read without TensorFlow through array_record data sources, one image at a time.
 
-The first use downloads and prepares the dataset (online); later runs read the
-prepared files under `data.tfds_dir`. The splits (`data.train_split`,
-`data.eval_split`, at most `data.max_examples` of each, 0 = all) are read into memory
-as uint8, which suits datasets of the size of CIFAR (150 MB) and below. From there on
-it is the same pipeline as the scikit-learn and image-folder data: statistics fitted
-on train only and saved with the run, grain shuffling and augmentation (a random
-shift of up to 1/8 of the side; `data.flip` for natural images), and an eval that
-counts every example once.
+The first use downloads and prepares the dataset (online; ImageNet from its manual
+download); later runs read the prepared files under `data.tfds_dir`. Nothing is loaded
+whole: batches read, decode and augment their images on demand
+(bigmodels/data/image_stream.py), in `data.workers` grain worker processes when > 0.
+The splits are `data.train_split` and `data.eval_split`, at most `data.max_examples` of
+each (0 = all). Statistics are fitted on the first `data.stats_examples` train images
+and saved with the run. Augmentation: a random shift of up to 1/8 of the side
+(`data.augment`) and a flip (`data.flip`) for fixed-size datasets; with
+`data.random_resized_crop` (ImageNet), Inception's random crop to `data.image_size`
+for training and a centre crop for eval. The eval counts every example once.
 """
+
+import functools
 
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bigmodels.data import augment, sklearn_data, tfds_source
+from bigmodels.data import augment as augment_lib
+from bigmodels.data import image_stream, sklearn_data, tfds_source
 from bigmodels.errors import BadInput
 
 # (image side, channels) of the datasets the experiment files know by name.
@@ -28,7 +33,9 @@ def tfds_images_config(name: str, **overrides) -> ml_collections.ConfigDict:
     """The `config.data` of kind tfds_images."""
     data = sklearn_data.sklearn_data_config(name, standardize="global")
     data.kind = "tfds_images"
-    for key, value in dict(image_key="image", max_examples=0, flip=False).items():
+    for key, value in dict(image_key="image", max_examples=0, flip=False, workers=0,
+                           stats_examples=50_000, random_resized_crop=False,
+                           image_size=0).items():
         data[key] = value
     data.update(overrides)
     return data
@@ -47,37 +54,33 @@ def image_experiment(config, name: str) -> None:
             config.model[key] = value
 
 
-def _read(source, image_key: str, label_key: str, limit: int):
-    n = min(len(source), limit) if limit else len(source)
-    images, labels = [], []
-    for i in range(n):
-        record = source[i]
-        images.append(np.asarray(record[image_key], np.uint8))
-        labels.append(int(record[label_key]))
-    return np.stack(images), np.asarray(labels, np.int64)
-
-
-def load(d):
-    """(class names, (train images, labels), (eval images, labels))."""
-    builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key),
-                                                      OFFLINE)
-    label = builder.info.features[d.label_key]
-    return (list(label.names), _read(train, d.image_key, d.label_key, d.max_examples),
-            _read(eval_, d.image_key, d.label_key, d.max_examples))
-
-
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     d = config.data
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
     tfds.disable_progress_bar()
-    names, (train_x, train_y), (test_x, test_y) = load(d)
-    spec = sklearn_data.Spec("", {}, train_x.shape[1:], True)
-    stats = sklearn_data.fitted_or_saved_stats(d, spec, workdir, train_x, train_y)
-    train, eval_ = sklearn_data.batches(config, spec, stats, (train_x, train_y),
-                                        (test_x, test_y),
-                                        augment.image_augmentations(train_x.shape[1], d.augment,
-                                                                    d.flip), process_index,
-                                        process_count)
-    return sklearn_data.TabularData(d.name, names, stats, train, eval_)
+    builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key), OFFLINE)
+    names = list(builder.info.features[d.label_key].names)
+    limit = lambda n: min(n, d.max_examples) if d.max_examples else n  # noqa: E731
+    read_train = image_stream.source_reader(train, d.image_key, d.label_key)
+    read_eval = image_stream.source_reader(eval_, d.image_key, d.label_key)
+    crop = d.get("random_resized_crop", False)
+    if crop:
+        size = d.image_size
+        augment = [image_stream.RandomResizedCrop(size)] + ([augment_lib.RandomFlip()]
+                                                           if d.flip else [])
+        prepare_eval = functools.partial(image_stream.resize_center_crop, size=size)
+    else:
+        size = read_train(0)["image"].shape[0]
+        augment = augment_lib.image_augmentations(size, d.augment, d.flip)
+        prepare_eval = None
+    channels = read_train(0)["image"].shape[-1]
+    spec = sklearn_data.Spec("", {}, (size, size, channels), True)
+    stats = image_stream.saved_or_streamed_stats(d, d.name, workdir, read_train,
+                                                 limit(len(train)), prepare_eval)
+    finish = sklearn_data.batch_maker(stats, spec, slice(None))
+    train_ds, eval_ds = image_stream.streamed_batches(
+        config, finish, read_train, limit(len(train)), read_eval, limit(len(eval_)), augment,
+        prepare_eval, process_index, process_count, d.get("workers", 0))
+    return sklearn_data.TabularData(d.name, names, stats, train_ds, eval_ds)
