@@ -22,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+import numpy as np  # noqa: E402
 from helpers import experiment_config  # noqa: E402
 
 from bigmodels import data  # noqa: E402
@@ -77,6 +78,9 @@ def main():
     p.add_argument("--step_ms", default="quickstart=179,shakespeare_char=44",
                    help="this machine's step times (ms) of the CPU experiments")
     p.add_argument("--gpt2_step_ms", type=float, default=130.0)
+    p.add_argument("--images", type=int, default=2000, help="32 x 32 PNGs of the image row")
+    p.add_argument("--cnn_step_ms", type=float, default=0.0,
+                   help="digits_cnn:folder's step time on them (0 = measure it here)")
     args = p.parse_args()
     step_ms = dict(kv.split("=") for kv in args.step_ms.split(","))
     rows = []
@@ -122,9 +126,62 @@ def main():
                          f"{config.batch_size} x {tokens // config.batch_size})",
                          rate * tokens, need))
             print(rows[-1], flush=True)
+        image_rows = images_rows(tmp, args)
     print("\n| pipeline | tokens/s produced | step consumes | ratio |\n|---|---|---|---|")
     for name, have, need in rows:
         print(f"| {name} | {have:,.0f} | {need:,.0f} | {have / need:.1f}x |")
+    print("\n| pipeline | images/s produced | step consumes | ratio |\n|---|---|---|---|")
+    for name, have, need in image_rows:
+        print(f"| {name} | {have:,.0f} | {need:,.0f} | {have / need:.1f}x |")
+
+
+def write_folder(root: str, count: int) -> None:
+    """`count` random 32 x 32 RGB PNGs in 10 class folders (CIFAR-10's size)."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = os.path.join(root, f"class{i % 10}")
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(
+            os.path.join(folder, f"{i:05d}.png"))
+
+
+def images_rows(tmp: str, args) -> list:
+    """digits_cnn:folder's pipeline (decode, shift, flip, standardise) with 0 and 2
+    worker processes, against its own step on this CPU."""
+    root = os.path.join(tmp, "images")
+    write_folder(root, args.images)
+    config = experiment_config("digits_cnn", "folder")
+    config.data.update(path=root, flip=True)
+    step_ms = args.cnn_step_ms or cnn_step_ms(config, os.path.join(tmp, "cnn"))
+    rows = []
+    for workers in (0, 2):
+        config.data.workers = workers
+        built = data.build(config, os.path.join(tmp, f"run-images-{workers}"))
+        iterator = iter(built.train.to_iter_dataset())
+        next(iterator)                                    # workers started
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            next(iterator)
+        rate = args.batches * config.batch_size / (time.perf_counter() - start)
+        rows.append((f"digits_cnn:folder, 32 x 32 PNGs ({config.batch_size} a batch, "
+                     f"workers={workers})", rate, config.batch_size / (step_ms / 1000)))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def cnn_step_ms(config, workdir: str) -> float:
+    """The median of the trainer's own step times over 60 steps after 20."""
+    import json
+    import statistics
+    from bigmodels import train
+    run = config.copy_and_resolve_references()
+    run.update(total_steps=80, log_every=20, eval_every=80, ckpt_every=80)
+    train.run(run, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        times = [json.loads(line)["perf/step_time_s"] for line in f
+                 if "perf/step_time_s" in line][1:]
+    return 1000 * statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,29 @@ class RandomResizedCrop(grain.transforms.RandomMap):
         return {**element, "image": resize_center_crop(image, self.size, 1.0)}
 
 
+class EpochPermutation:
+    """Position p of an endless stream that visits rows 0..n-1 once an epoch, in a
+    fresh order each epoch: row perm_e[p % n] with perm_e drawn from (seed, e). The
+    current epochs' permutations are kept (a numpy draw each, not a lookup per row)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self._cache = n, seed, {}
+
+    def _epoch(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(min(self._cache))
+            self._cache[epoch] = np.random.default_rng((self.seed, epoch)).permutation(self.n)
+        return self._cache[epoch]
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        epochs, offsets = np.divmod(positions, self.n)
+        return np.array([self._epoch(int(e))[o] for e, o in zip(epochs, offsets)])
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": {}}
+
+
 def streamed_batches(config, finish, read_train, n_train: int, read_eval, n_eval: int,
                      augment=(), prepare_eval=None, process_index: int = 0,
                      process_count: int = 1, workers: int = 0):
@@ -117,9 +140,11 @@ def streamed_batches(config, finish, read_train, n_train: int, read_eval, n_eval
         return finish({"x": np.stack(images), "y": np.array(labels),
                        "w": np.ones(len(ids), np.float32), "id": ids.astype(np.int32)})
 
-    # A fresh permutation of the train rows every epoch, cut into global batches.
-    train = (grain.MapDataset.range(n_train).shuffle(seed=config.seed).repeat(None)
-             .batch(b, drop_remainder=True).map_with_index(train_batch))
+    # A fresh permutation of the train rows every epoch, cut into global batches; a
+    # batch straddling two epochs takes the end of one and the start of the next.
+    permutation = EpochPermutation(n_train, config.seed)
+    train = grain.MapDataset.range(2**62).map_with_index(
+        lambda step, _: train_batch(step, permutation[step * b + np.arange(b)]))
 
     def eval_batch(i, _):
         index = np.arange(i * b, (i + 1) * b)
@@ -193,6 +218,32 @@ class SplitReader:
         record = self._features.deserialize_example_np(self._source[int(self._records[i])])
         return {"image": np.asarray(record[self._image_key], np.uint8),
                 "y": int(record[self._label_key])}
+
+
+class Limited:
+    """The first `count` examples of a reader."""
+
+    def __init__(self, read, count: int):
+        self.read, self.count = read, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __call__(self, i: int) -> dict:
+        return self.read(i)
+
+
+class ListReader:
+    """Examples held in a list (a handful of mock ones)."""
+
+    def __init__(self, examples: list):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __call__(self, i: int) -> dict:
+        return self.examples[i]
 
 
 def source_reader(source, image_key: str, label_key: str):

@@ -13,6 +13,7 @@ and saved with the run. Augmentation: a random shift of up to 1/8 of the side
 for training and a centre crop for eval. The eval counts every example once.
 """
 
+import contextlib
 import functools
 
 import ml_collections
@@ -35,7 +36,7 @@ def tfds_images_config(name: str, **overrides) -> ml_collections.ConfigDict:
     data.kind = "tfds_images"
     for key, value in dict(image_key="image", max_examples=0, flip=False, workers=0,
                            stats_examples=50_000, random_resized_crop=False,
-                           image_size=0).items():
+                           image_size=0, mock_examples=0).items():
         data[key] = value
     data.update(overrides)
     return data
@@ -54,20 +55,40 @@ def image_experiment(config, name: str) -> None:
             config.model[key] = value
 
 
+def _readers(d):
+    """(class names, train reader, eval reader), each i -> {"image", "y"} with a length.
+    With `data.mock_examples` > 0, TFDS's random mock examples of the dataset's own
+    features (variable-size images for ImageNet), read into memory: offline smoke runs."""
+    mock = d.get("mock_examples", 0)
+    context = (tfds.testing.mock_data(num_examples=mock,
+                                      policy=tfds.testing.MockPolicy.USE_CODE)
+               if mock > 0 else contextlib.nullcontext())
+    with context:
+        builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key),
+                                                          OFFLINE)
+        names = list(builder.info.features[d.label_key].names)
+        readers = []
+        for source in (train, eval_):
+            read = image_stream.source_reader(source, d.image_key, d.label_key)
+            count = min(len(source), d.max_examples) if d.max_examples else len(source)
+            readers.append(image_stream.ListReader([read(i) for i in range(count)]) if mock
+                           else image_stream.Limited(read, count))
+    return names, *readers
+
+
 def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     d = config.data
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
     tfds.disable_progress_bar()
-    builder, train, eval_ = tfds_source.split_sources(d, (d.image_key, d.label_key), OFFLINE)
-    names = list(builder.info.features[d.label_key].names)
-    limit = lambda n: min(n, d.max_examples) if d.max_examples else n  # noqa: E731
-    read_train = image_stream.source_reader(train, d.image_key, d.label_key)
-    read_eval = image_stream.source_reader(eval_, d.image_key, d.label_key)
+    names, read_train, read_eval = _readers(d)
     crop = d.get("random_resized_crop", False)
     if crop:
         size = d.image_size
+        if size < 1:
+            raise BadInput("data.random_resized_crop: needs data.image_size, the side to "
+                           "crop to (224 for ImageNet)")
         augment = [image_stream.RandomResizedCrop(size)] + ([augment_lib.RandomFlip()]
                                                            if d.flip else [])
         prepare_eval = functools.partial(image_stream.resize_center_crop, size=size)
@@ -78,9 +99,9 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
     channels = read_train(0)["image"].shape[-1]
     spec = sklearn_data.Spec("", {}, (size, size, channels), True)
     stats = image_stream.saved_or_streamed_stats(d, d.name, workdir, read_train,
-                                                 limit(len(train)), prepare_eval)
+                                                 len(read_train), prepare_eval)
     finish = sklearn_data.batch_maker(stats, spec, slice(None))
     train_ds, eval_ds = image_stream.streamed_batches(
-        config, finish, read_train, limit(len(train)), read_eval, limit(len(eval_)), augment,
+        config, finish, read_train, len(read_train), read_eval, len(read_eval), augment,
         prepare_eval, process_index, process_count, d.get("workers", 0))
     return sklearn_data.TabularData(d.name, names, stats, train_ds, eval_ds)
