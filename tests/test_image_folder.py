@@ -7,7 +7,7 @@ from PIL import Image
 
 from bigmodels import train
 from bigmodels.config import base_config
-from bigmodels.data import augment, image_folder
+from bigmodels.data import augment, image_folder, image_stream
 from bigmodels.errors import BadInput
 from bigmodels.models.cnn import cnn_config
 from helpers import read_metrics
@@ -99,3 +99,15 @@ def test_worker_processes_give_the_same_batches_and_resume(tmp_path):
         for key in ("image", "label", "id", "weight"):
             np.testing.assert_array_equal(a[key], b[key])
     assert not np.array_equal(batches[0][0]["image"], batches[0][1]["image"])
+
+
+def test_the_fast_reader_equals_tfds_decoding(tmp_path):
+    config = _config(_write_folder(tmp_path / "images"))
+    _, builder = image_folder.prepared(config.data)
+    for split in ("train", "test"):
+        reader = image_stream.SplitReader(builder, split, "image", "label")
+        source = builder.as_data_source(split)
+        assert reader._raw_shape == (8, 8, 1) and len(reader) == len(source)
+        for i in range(len(source)):
+            np.testing.assert_array_equal(reader(i)["image"], source[i]["image"])
+            assert reader(i)["y"] == source[i]["label"]

@@ -40,6 +40,9 @@ class WithWorkers(grain.MapDataset):
         return f"WithWorkers(workers={self._workers})"
 
     def to_iter_dataset(self, read_options=None, *, allow_nones: bool = False):
+        # One reading thread (per worker): grain's default 16 contend for the GIL, and
+        # the trainer prefetches in its own thread (9.5k against 6.3k images/s on 2 cores).
+        read_options = read_options or grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
         it = self._parent.to_iter_dataset(read_options, allow_nones=allow_nones)
         if not self._workers:
             return it
@@ -204,6 +207,12 @@ class SplitReader:
         self._records = np.concatenate([np.arange(f.skip, f.skip + f.take) + start
                                         for f, start in zip(instructions, starts)])
         self._features, self._image_key, self._label_key = info.features, image_key, label_key
+        image = info.features[image_key]
+        # A fixed-shape uint8 tensor is stored as a list of ints: read it straight from
+        # the proto, faster than TFDS's generic decoding (the cost of a small image).
+        self._raw_shape = (tuple(image.shape) if type(image).__name__ == "Tensor"
+                           and np.dtype(image.np_dtype) == np.uint8
+                           and None not in image.shape else None)
         self._source = None
 
     def __len__(self) -> int:
@@ -215,7 +224,16 @@ class SplitReader:
     def __call__(self, i: int) -> dict:
         if self._source is None:
             self._source = grain.sources.ArrayRecordDataSource(self._paths)
-        record = self._features.deserialize_example_np(self._source[int(self._records[i])])
+        serialized = self._source[int(self._records[i])]
+        if self._raw_shape:
+            from tensorflow_datasets.proto import tf_example_pb2
+            feature = tf_example_pb2.Example.FromString(serialized).features.feature
+            values = feature[self._image_key].int64_list.value
+            labels = feature[self._label_key].int64_list.value
+            if len(values) == np.prod(self._raw_shape) and len(labels) == 1:
+                return {"image": np.asarray(values, np.uint8).reshape(self._raw_shape),
+                        "y": int(labels[0])}
+        record = self._features.deserialize_example_np(serialized)
         return {"image": np.asarray(record[self._image_key], np.uint8),
                 "y": int(record[self._label_key])}
 
