@@ -79,26 +79,30 @@ def test_cnn_learns_the_folder_on_a_mixed_mesh(tmp_path):
 
 def test_worker_processes_give_the_same_batches_and_resume(tmp_path):
     """data.workers=2 decodes and augments in grain worker processes: the batches are
-    those of workers=0 (batch i = f(seed, i)), and the iterator's saved position resumes."""
+    those of workers=0 (batch i = f(seed, i)), and a position saved with either number
+    of workers resumes with the other."""
     root = _write_folder(tmp_path / "images")
-    batches = {}
+    train = {}
     for workers in (0, 2):
         config = _config(root, augment=True, flip=True, workers=workers)
         config.batch_size = 8
-        data = image_folder.build(config, str(tmp_path / f"run{workers}"))
-        iterator = iter(data.train.to_iter_dataset())
+        train[workers] = image_folder.build(config, str(tmp_path / f"run{workers}")).train
+    runs = {}
+    for workers, other in ((0, 2), (2, 0)):
+        iterator = iter(train[workers].to_iter_dataset())
         first = [next(iterator) for _ in range(3)]
         state = iterator.get_state()
+        assert state == {"next_index": 3}
         later = [next(iterator) for _ in range(2)]
-        resumed = iter(data.train.to_iter_dataset())
+        resumed = iter(train[other].to_iter_dataset())
         resumed.set_state(state)
-        assert all(np.array_equal(a["image"], b["image"])
-                   for a, b in zip(later, [next(resumed) for _ in range(2)]))
-        batches[workers] = first + later
-    for a, b in zip(batches[0], batches[2]):
+        for a, b in zip(later, [next(resumed) for _ in range(2)]):
+            np.testing.assert_array_equal(a["image"], b["image"])
+        runs[workers] = first + later
+    for a, b in zip(runs[0], runs[2]):
         for key in ("image", "label", "id", "weight"):
             np.testing.assert_array_equal(a[key], b[key])
-    assert not np.array_equal(batches[0][0]["image"], batches[0][1]["image"])
+    assert not np.array_equal(runs[0][0]["image"], runs[0][1]["image"])
 
 
 def test_the_fast_reader_equals_tfds_decoding(tmp_path):

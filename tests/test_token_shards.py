@@ -324,3 +324,47 @@ def test_segmented_packing_trains_and_a_recurrent_lm_is_refused(tmp_path):
     config.model = rnn_config(vocab_size=0, embed_dim=16, hidden_dim=16, context_length=16)
     with pytest.raises(BadInput, match="data.packing=segmented"):
         train.run(config, str(tmp_path / "lstm"))
+
+
+def test_resume_redoes_changed_or_damaged_shards_and_refuses_other_arguments(prepared, tmp_path):
+    whole = _snapshot(prepared)
+    corpus = str(prepared.parent / "c.txt")
+    (prepared / "metadata.json").unlink()
+    shard = prepared / token_shards.shard_name(1)
+    shard.write_bytes(shard.read_bytes()[:-10])               # damaged before the kill
+    prepare_shards.prepare(corpus, str(prepared), "byte", val_fraction=0.1, part_bytes=4096,
+                           log=lambda _: None)
+    assert _snapshot(prepared) == whole
+    with pytest.raises(BadInput, match="already prepared with --val_fraction=0.1"):
+        prepare_shards.prepare(corpus, str(prepared), "byte", val_fraction=0.2,
+                               log=lambda _: None)
+    tok = json.loads((prepared / "tokenizer.json").read_text())
+    tok["specials"] = ["<eos>", "<pad>"]
+    (prepared / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(BadInput, match="not the tokenizer the shards were written with"):
+        data.build(_lm_config(prepared, "tokens"), str(tmp_path / "w"))
+
+
+def test_a_directory_gives_its_corpus_files_only_and_odd_unicode_is_kept(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"text": "bad \\ud800 surrogate"}\n{"text": "fine"}\n')
+    (folder / "dataset_info.json").write_text('{"not": "a document"}')
+    (folder / "LICENSE").write_text("not a document either")
+    (folder / "empty.txt").write_text("")
+    meta = prepare_shards.prepare(str(folder), str(tmp_path / "out"), "byte",
+                                  val_fraction=0.0, log=lambda _: None)
+    assert meta["documents"] == 2
+    _, splits = token_shards.open_splits(str(tmp_path / "out"))
+    text = bytes(splits["train"][:][splits["train"][:] < 256].astype(np.uint8)).decode()
+    assert text == "bad \ufffd surrogatefine"
+
+
+def test_a_stream_keeps_a_bounded_number_of_shards_open(prepared, monkeypatch):
+    monkeypatch.setattr(token_shards, "OPEN_READERS", 2)
+    meta, splits = token_shards.open_splits(str(prepared))
+    stream = splits["train"]
+    ids = stream[:]
+    for a in range(0, len(stream) - 50, 997):
+        np.testing.assert_array_equal(stream[a:a + 50], ids[a:a + 50])
+        assert len(stream._readers) <= 2

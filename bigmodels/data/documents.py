@@ -4,6 +4,9 @@ each. The plan depends only on the input, never on the number of workers, so a r
 
 - `.txt` (any file not named below): one document per file, cut at line ends into parts
   of about `part_bytes`; a part that continues a document gets no EOS before it.
+A directory contributes its files with these extensions only (`.txt`, `.text`, `.md`,
+`.jsonl`, `.parquet`, `.arrow`); files named or globbed are all read.
+
 - `.jsonl`: one document per line, the string at `text_key`; parts of about `part_bytes`
   of lines.
 - `.parquet`: one unit per row group, a document per row's `text_key` column.
@@ -18,7 +21,9 @@ from bigmodels.errors import BadInput
 
 PARQUET = (".parquet",)
 ARROW = (".arrow",)
-JSONL = (".jsonl", ".json")
+JSONL = (".jsonl",)
+TEXT = (".txt", ".text", ".md")
+KNOWN = PARQUET + ARROW + JSONL + TEXT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +36,11 @@ class Unit:
     continues: bool = False     # a text part that goes on with the previous part's document
 
     def describe(self) -> dict:
-        return {"path": os.path.abspath(self.path), "start": self.start, "stop": self.stop}
+        """What the unit is, down to its file's size and mtime: a changed file is a
+        different unit, so a resumed prepare never keeps a shard of its old bytes."""
+        st = os.stat(self.path)
+        return {"path": os.path.abspath(self.path), "start": self.start, "stop": self.stop,
+                "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _kind(path: str) -> str:
@@ -59,6 +68,24 @@ def _line_cuts(path: str, part_bytes: int) -> list[int]:
                 break
             cuts.append(cut)
     return cuts + [size]
+
+
+def corpus_files(paths: list[str], from_directory: bool) -> list[str]:
+    """The files to read: of a directory, only those with a known extension (no
+    README, no `dataset_info.json`); files named one by one (or by a glob) all."""
+    return [p for p in paths if not from_directory or p.lower().endswith(KNOWN)]
+
+
+def _clean(text):
+    """A document as text the tokenizers take: lone surrogates (which JSON allows)
+    become U+FFFD."""
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Through UTF-16, where a lone surrogate fails to decode and is replaced.
+            return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def plan(paths: list[str], part_bytes: int) -> list[Unit]:
@@ -104,15 +131,17 @@ def documents(unit: Unit, text_key: str):
     if kind == "parquet":
         import pyarrow.parquet as pq
         table = pq.ParquetFile(unit.path).read_row_group(unit.start)
-        yield from (t for t in _text_column(table, unit.path, text_key) if t)
+        yield from (_clean(t) for t in _text_column(table, unit.path, text_key) if t)
     elif kind == "arrow":
-        yield from (t for t in _text_column(_arrow_table(unit.path), unit.path, text_key) if t)
+        yield from (_clean(t) for t in _text_column(_arrow_table(unit.path), unit.path,
+                                                    text_key) if t)
     else:
         with open(unit.path, "rb") as f:
             f.seek(unit.start)
             data = f.read(unit.stop - unit.start)
         if kind == "text":
-            yield data
+            if data:                      # an empty file is no document
+                yield data
             return
         for number, line in enumerate(data.splitlines()):
             if not line.strip():
@@ -126,4 +155,4 @@ def documents(unit: Unit, text_key: str):
                 raise BadInput(f"--text_key={text_key}: {unit.path} has a record without "
                                f"it (line {number + 1} after byte {unit.start})")
             if record[text_key]:
-                yield record[text_key]
+                yield _clean(record[text_key])

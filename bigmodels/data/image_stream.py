@@ -1,11 +1,12 @@
 """Images read one by one from an array_record source, decoded and augmented in grain
 worker processes: nothing is held in memory whole.
 
-`streamed_batches` is `sklearn_data.batches` without the arrays: the same epoch
-permutation (shuffle, repeat), the same per-example random transforms drawn from
-(seed, position), the same padded eval batches, so train batch i is still a pure
-function of (seed, i). With `workers` > 0 the trainer's iterator runs that pipeline in
-grain worker processes (`WithWorkers`); the batches are the same as with 0.
+``streamed_batches` is `sklearn_data.batches` without the arrays: a fresh permutation of
+the train rows every epoch, per-example random transforms drawn from (seed, position),
+padded eval batches, so train batch i is a pure function of (seed, i). With `workers` >
+0 the trainer's iterator runs that pipeline in grain worker processes (`WithWorkers`);
+the batches are the same as with 0, and so is the saved position (the next batch's
+index), so a run resumes with any number of workers.
 
 The ImageNet-style transforms live here too: `RandomResizedCrop` (Inception's: 8-100%
 of the area, aspect 3/4-4/3) for training, `resize_center_crop` (the shorter side to
@@ -43,13 +44,42 @@ class WithWorkers(grain.MapDataset):
         # One reading thread (per worker): grain's default 16 contend for the GIL, and
         # the trainer prefetches in its own thread (9.5k against 6.3k images/s on 2 cores).
         read_options = read_options or grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
-        it = self._parent.to_iter_dataset(read_options, allow_nones=allow_nones)
-        if not self._workers:
-            return it
-        from absl import flags
-        if not flags.FLAGS.is_parsed():    # a notebook or test: grain reads its flags' defaults
-            flags.FLAGS.mark_as_parsed()
-        return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._workers))
+        return ResumableIterator(self._parent, self._workers, read_options)
+
+
+class ResumableIterator:
+    """Batches parent[i], parent[i + 1], ... in `workers` processes (0: this one). Its
+    state is the next batch index, {"next_index": i}, as a plain grain iterator's is:
+    a run saved with any number of workers resumes with any other."""
+
+    def __init__(self, parent, workers: int, read_options):
+        self._parent, self._workers, self._options = parent, workers, read_options
+        self._next, self._iterator = 0, None
+
+    def __iter__(self):
+        return self
+
+    def _open(self):
+        it = self._parent[self._next:].to_iter_dataset(self._options)
+        if self._workers:
+            from absl import flags
+            if not flags.FLAGS.is_parsed():    # a notebook or test: grain reads flag defaults
+                flags.FLAGS.mark_as_parsed()
+            it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._workers))
+        self._iterator = iter(it)
+
+    def __next__(self):
+        if self._iterator is None:
+            self._open()
+        item = next(self._iterator)
+        self._next += 1
+        return item
+
+    def get_state(self) -> dict:
+        return {"next_index": self._next}
+
+    def set_state(self, state: dict) -> None:
+        self._next, self._iterator = int(state["next_index"]), None
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -100,11 +130,13 @@ class EpochPermutation:
         self.n, self.seed, self._cache = n, seed, {}
 
     def _epoch(self, epoch: int) -> np.ndarray:
-        if epoch not in self._cache:
+        permutation = self._cache.get(epoch)
+        if permutation is None:          # a local, so a second thread evicting is harmless
+            permutation = np.random.default_rng((self.seed, epoch)).permutation(self.n)
             if len(self._cache) > 2:
-                self._cache.pop(min(self._cache))
-            self._cache[epoch] = np.random.default_rng((self.seed, epoch)).permutation(self.n)
-        return self._cache[epoch]
+                self._cache.pop(min(self._cache), None)
+            self._cache[epoch] = permutation
+        return permutation
 
     def __getitem__(self, positions: np.ndarray) -> np.ndarray:
         epochs, offsets = np.divmod(positions, self.n)

@@ -63,19 +63,27 @@ def _init_worker(tokenizer_spec: dict, out: str, text_key: str, tokenizer_hash: 
                    dtype=token_shards.id_dtype(tokenizer.vocab_size))
 
 
+ENCODE_BATCH = 256       # documents a call: an HF Encoding holds ~100 bytes a token
+
+
 def _encode_all(tokenizer, docs: list) -> list[np.ndarray]:
     base = getattr(tokenizer, "base", tokenizer)
-    if isinstance(base, tokenizers.HFTokenizer):     # one call into Rust for them all
+    if not isinstance(base, tokenizers.HFTokenizer):
+        return [np.asarray(tokenizer.encode(d), np.int64) for d in docs]
+    # One call into Rust per few hundred documents (not per document, not per shard);
+    # the fast variant skips the character offsets.
+    encode = getattr(base.tokenizer, "encode_batch_fast", base.tokenizer.encode_batch)
+    out = []
+    for start in range(0, len(docs), ENCODE_BATCH):
         texts = [d.decode("utf-8", errors="replace") if isinstance(d, bytes) else d
-                 for d in docs]
-        return [np.asarray(e.ids, np.int64) for e in
-                base.tokenizer.encode_batch(texts, add_special_tokens=False)]
-    return [np.asarray(tokenizer.encode(d), np.int64) for d in docs]
+                 for d in docs[start:start + ENCODE_BATCH]]
+        out += [np.asarray(e.ids, np.int64) for e in encode(texts, add_special_tokens=False)]
+    return out
 
 
 def write_job(job: Job) -> tuple[int, dict]:
-    """Tokenizes the job's documents (an EOS before each, but before the stream's very
-    first and a text part that continues a document) and writes its shard."""
+    """Tokenizes the job's documents (an EOS before each, but before the first document
+    of shard 0 and a text part that continues a document) and writes its shard."""
     w = _WORKER
     docs = list(documents.documents(job.unit, w["text_key"])) if job.unit else list(job.docs)
     text_bytes = sum(len(d) if isinstance(d, bytes) else len(d.encode()) for d in docs)
@@ -119,6 +127,12 @@ def _finished(out: str, index: int) -> dict | None:
         return json.load(f)
 
 
+def _shard_intact(out: str, record: dict) -> bool:
+    """The finished shard's file is there with its recorded sha256."""
+    path = os.path.join(out, record["file"])
+    return os.path.isfile(path) and token_shards.file_sha256(path) == record["sha256"]
+
+
 def _has_tokens(out: str) -> bool:
     """Whether a finished shard in `out` holds any tokens."""
     for name in os.listdir(out):
@@ -144,7 +158,7 @@ def _hf_jobs(spec: str, text_key: str, part_bytes: int):
     except Exception as e:           # offline, unknown id, bad config: one line
         raise BadInput(f"--input=hf:{spec}: {type(e).__name__}: "
                        f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
-    docs, size, first, index = [], 0, 0, 0
+    docs, size, first, index, number = [], 0, 0, 0, -1
     for number, row in enumerate(stream):
         if text_key not in row:
             raise BadInput(f"--text_key={text_key}: hf:{spec} has no such column "
@@ -157,7 +171,7 @@ def _hf_jobs(spec: str, text_key: str, part_bytes: int):
                       docs=tuple(docs))
             docs, size, first, index = [], 0, number + 1, index + 1
     if docs:
-        yield Job(index, {"path": f"hf:{spec}", "start": first, "stop": first + len(docs)},
+        yield Job(index, {"path": f"hf:{spec}", "start": first, "stop": number + 1},
                   docs=tuple(docs))
 
 
@@ -202,7 +216,8 @@ def _run_jobs(jobs, out: str, tok_hash: str, workers: int, init: tuple, log):
     def todo():
         for job in jobs:
             done = _finished(out, job.index)
-            if done and done["unit"] == job.describe and done["tokenizer_sha256"] == tok_hash:
+            if (done and done["unit"] == job.describe and done["tokenizer_sha256"] == tok_hash
+                    and _shard_intact(out, done)):
                 records[job.index] = done
             else:
                 yield job
@@ -231,8 +246,15 @@ def prepare(input_spec: str, out: str, tokenizer: str, text_key: str = "text",
     if not 0.0 <= val_fraction < 1.0:
         raise BadInput(f"--val_fraction must be in [0, 1), got {val_fraction}")
     if os.path.isfile(os.path.join(out, METADATA_FILE)):
+        meta = token_shards.read_metadata(out)
+        asked = {"input": input_spec, "tokenizer": tokenizer, "text_key": text_key,
+                 "val_fraction": val_fraction}
+        for key, value in asked.items():
+            if meta.get(key) != value:
+                raise BadInput(f"--out={out} is already prepared with --{key}="
+                               f"{meta.get(key)}, not {value}; prepare into a new --out")
         log(f"{out}: already prepared")
-        return token_shards.read_metadata(out)
+        return meta
     tok = tokenizer_for(tokenizer)
     spec = tok.to_json()
     token_shards.id_dtype(tok.vocab_size)            # refuses a vocabulary over uint32
@@ -240,7 +262,12 @@ def prepare(input_spec: str, out: str, tokenizer: str, text_key: str = "text",
         jobs = _hf_jobs(input_spec[len("hf:"):], text_key, part_bytes)
     else:
         from bigmodels.data.text_files import resolve_paths
-        jobs = _local_jobs(resolve_paths(input_spec), part_bytes)
+        paths = documents.corpus_files(resolve_paths(input_spec),
+                                       os.path.isdir(os.path.expanduser(input_spec)))
+        if not paths:
+            raise BadInput(f"--input={input_spec}: no .txt, .jsonl, .parquet or .arrow "
+                           f"files in it (empty input)")
+        jobs = _local_jobs(paths, part_bytes)
     made = _check_out(out, spec)
     tok_hash = _json_sha256(spec)
     start = time.perf_counter()

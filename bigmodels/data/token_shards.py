@@ -29,6 +29,7 @@ METADATA_FILE = "metadata.json"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT = "bigmodels.token_shards/1"
 RECORD_TOKENS = 1 << 14          # 32 KB of uint16 a record: a window reads one or two
+OPEN_READERS = 128               # shards a stream keeps open (a corpus may have thousands)
 # One record per group and no compression: any record is one read, in place.
 WRITER_OPTIONS = "group_size:1,uncompressed"
 READER_OPTIONS = "readahead_buffer_size:0"
@@ -87,10 +88,14 @@ class TokenStream:
         return {**self.__dict__, "_readers": {}}
 
     def _reader(self, shard: int):
-        if shard not in self._readers:
+        reader = self._readers.pop(shard, None)
+        if reader is None:
             from array_record.python.array_record_module import ArrayRecordReader
-            self._readers[shard] = ArrayRecordReader(self._paths[shard], READER_OPTIONS)
-        return self._readers[shard]
+            reader = ArrayRecordReader(self._paths[shard], READER_OPTIONS)
+            if len(self._readers) >= OPEN_READERS:         # close the least recently used
+                self._readers.pop(next(iter(self._readers))).close()
+        self._readers[shard] = reader                      # most recent last
+        return reader
 
     def __getitem__(self, key) -> np.ndarray:
         if not isinstance(key, slice) or key.step not in (None, 1):
@@ -105,6 +110,9 @@ class TokenStream:
         while a < b:
             local = a - int(self._starts[shard])
             end = min(b, int(self._starts[shard + 1]))
+            if end <= a:                         # an empty shard
+                shard += 1
+                continue
             first, last = local // RECORD_TOKENS, (end - 1 - int(self._starts[shard])) \
                 // RECORD_TOKENS
             records = self._reader(shard).read(list(range(first, last + 1)))
@@ -131,8 +139,21 @@ def read_metadata(directory: str) -> dict:
 
 
 def verify(directory: str, meta: dict, workers: int = 4) -> None:
-    """Every shard is there, its size plausible and its sha256 as recorded, and one
-    tokenizer wrote them all; BadInput names the first shard that is not."""
+    """tokenizer.json is the one the shards were written with, one tokenizer wrote
+    them all, and every shard is there with its sha256 as recorded; BadInput names the
+    first that is not."""
+    if not meta["shards"]:
+        raise BadInput(f"data.path={directory}: {METADATA_FILE} lists no shards")
+    tokenizer_path = os.path.join(directory, TOKENIZER_FILE)
+    try:
+        with open(tokenizer_path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"data.path: {tokenizer_path}: unreadable ({e})") from None
+    spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    if spec_hash != meta["tokenizer_sha256"]:
+        raise BadInput(f"data.path: {tokenizer_path} is not the tokenizer the shards were "
+                       f"written with (changed after prepare)")
     hashes = {s.get("tokenizer_sha256") for s in meta["shards"]}
     if hashes != {meta["tokenizer_sha256"]}:
         odd = next(s for s in meta["shards"]

@@ -40,6 +40,7 @@ from bigmodels.errors import BadInput
 from bigmodels.names import CLASSES_FILE, TOKENIZER_FILE
 from bigmodels.regimes.base import Regime, StepContext, Update, loss_and_grads
 from bigmodels.tasks.base import vocabulary_digest
+from bigmodels.tasks.causal_lm import check_packing
 
 PARAMS = "params"
 MODEL_STATE = "model_state/"        # where a run's checkpoint keeps BatchNorm statistics
@@ -177,7 +178,10 @@ class Distill(Regime):
         source = _teacher_dir(path)
         teacher = checkpoint.read_config(source)
         self._check_same_outputs(teacher, source)
-        self.teacher_task = dataclasses.replace(self.task, model=models.build(teacher.model))
+        teacher_model = models.build(teacher.model)
+        check_packing(self.config, teacher_model, f"distill.teacher {path} "
+                      f"({teacher.model.name})")
+        self.teacher_task = dataclasses.replace(self.task, model=teacher_model)
         if not self.seen:
             raise RuntimeError("distill: the student's init was not traced before check")
         try:

@@ -15,6 +15,14 @@ def split_window(tokens_BxT1):
     return tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
 
 
+def check_packing(config, model, what: str) -> None:
+    """With data.packing, `model` (named `what` in the error) must take segments."""
+    if config.data.get("packing") and "segments_BxT" not in inspect.signature(
+            type(model).__call__).parameters:
+        raise BadInput(f"data.packing={config.data.packing}: {what} cannot keep attention "
+                       f"within documents (a transformer can: gpt)")
+
+
 def packed_documents(batch) -> dict:
     """The model's segment and position inputs of a batch packed with
     data.packing=segmented (bigmodels/data/windows.py), or none."""
@@ -35,11 +43,7 @@ class CausalLM(Task):
 
     @classmethod
     def from_config(cls, config, model, data=None):
-        if config.data.get("packing") and "segments_BxT" not in inspect.signature(
-                type(model).__call__).parameters:
-            raise BadInput(f"data.packing={config.data.packing}: model "
-                           f"{config.model.name} cannot keep attention within documents "
-                           f"(a transformer can: gpt)")
+        check_packing(config, model, f"model {config.model.name}")
         return cls(model, seq_len=config.data.get("seq_len", 0), **data_meaning(data))
 
     @property
