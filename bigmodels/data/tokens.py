@@ -22,7 +22,9 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1) 
     if config.batch_size % process_count:
         raise BadInput(f"batch_size={config.batch_size} cannot be split over "
                        f"{process_count} processes")
-    meta, splits = token_shards.open_splits(d.path)
+    # Process 0 checks every shard's sha256 while the others wait (bigmodels.data.build);
+    # they read the same files after it.
+    meta, splits = token_shards.open_splits(d.path, check=process_index == 0)
     tokenizer = tokenizers.load(os.path.join(d.path, token_shards.TOKENIZER_FILE))
     saved = os.path.join(workdir, TOKENIZER_FILE)
     if os.path.exists(saved) and tokenizers.load(saved).to_json() != tokenizer.to_json():
