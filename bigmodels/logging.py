@@ -62,6 +62,16 @@ def logged_eval(workdir: str, step: int) -> bool:
     return False
 
 
+def read_metrics(workdir: str) -> list[dict]:
+    """The rows of `<workdir>/metrics.jsonl` in order, without a line cut off by a kill."""
+    rows = []
+    with open(os.path.join(workdir, METRICS_FILE)) as f:
+        for line in f:
+            if _step_of(line) is not None:
+                rows.append(json.loads(line))
+    return rows
+
+
 def _step_of(line: str) -> int | None:
     """The step of a metrics line; None for a blank or cut-off line (a kill mid-write)."""
     try:
