@@ -20,22 +20,27 @@ DEFAULT_METRICS = ("train/loss", "eval/loss")
 
 
 def _runs(workdirs) -> dict:
-    """{label: rows} of each workdir; labels are the shortest distinct path tails."""
+    """{label: rows} of each workdir; labels are the mapping's keys when `workdirs` is a
+    {label: workdir} dict, else the workdirs' last path parts (whole paths on a clash)."""
     from bigmodels.logging import read_metrics
     if not workdirs:
         raise BadInput("--workdir: give at least one run")
+    pairs = workdirs.items() if isinstance(workdirs, dict) else [(None, w) for w in workdirs]
     runs = {}
-    for workdir in workdirs:
+    for label, workdir in pairs:
         if not os.path.isfile(os.path.join(workdir, METRICS_FILE)):
             raise BadInput(f"--workdir={workdir}: no {METRICS_FILE} (not a run directory)")
-        label = os.path.basename(os.path.normpath(workdir))
-        runs[label if label not in runs else os.path.normpath(workdir)] = read_metrics(workdir)
+        if label is None:
+            label = os.path.basename(os.path.normpath(workdir))
+            label = label if label not in runs else os.path.normpath(workdir)
+        runs[label] = read_metrics(workdir)
     return runs
 
 
 def plot_runs(workdirs, metrics=None, out: str | None = None):
     """A matplotlib figure of `metrics` (default: train and eval loss, those logged)
-    against step, a line per run; saved to `out` (PNG) when given."""
+    against step, a line per run; saved to `out` (PNG) when given. `workdirs`: one run
+    directory, a list of them, or a {label: workdir} dict to name the lines."""
     try:
         import matplotlib
         if out:
@@ -44,7 +49,10 @@ def plot_runs(workdirs, metrics=None, out: str | None = None):
     except ImportError:
         raise BadInput("bigmodels.plot needs matplotlib: pip install -e \".[notebooks]\"") \
             from None
-    workdirs = [workdirs] if isinstance(workdirs, str) else list(workdirs)
+    if isinstance(workdirs, str):
+        workdirs = [workdirs]
+    elif not isinstance(workdirs, dict):
+        workdirs = list(workdirs)
     runs = _runs(workdirs)
     logged = {k for rows in runs.values() for row in rows for k in row if k != "step"}
     if metrics is None:

@@ -28,6 +28,19 @@ def test_select_classes_relabels_in_listed_order_and_caps_per_class():
             select_classes(x, y, names, bad)
 
 
+def test_a_per_class_seed_draws_a_different_labelled_subset_of_the_same_size():
+    y = np.repeat(np.arange(3), 20)
+    x = np.arange(len(y))[:, None]
+    names = ["a", "b", "c"]
+    draws = [select_classes(x, y, names, "", per_class=4, per_class_seed=s) for s in (0, 1)]
+    for xs, ys, _ in draws:
+        np.testing.assert_array_equal(np.bincount(ys), [4, 4, 4])
+        assert np.all(y[xs[:, 0]] == ys)                       # labels still match rows
+    assert not np.array_equal(draws[0][0], draws[1][0])
+    again = select_classes(x, y, names, "", per_class=4, per_class_seed=0)
+    np.testing.assert_array_equal(again[0], draws[0][0])      # a seed is one fixed subset
+
+
 def test_fine_tuning_on_5_to_9_starts_from_the_0_to_4_backbone(tmp_path, capsys):
     pretrained = train.run(_config("pretrain_tiny"), str(tmp_path / "0to4"))
     assert pretrained.data.class_names == ["0", "1", "2", "3", "4"]

@@ -39,6 +39,8 @@ def test_two_runs_are_drawn_one_line_each(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    named = plot.plot_runs({"pretrained": a, "scratch": b}, metrics=["eval/loss"])
+    assert [line.get_label() for line in named.axes[0].get_lines()] == ["pretrained", "scratch"]
 
 
 def test_bad_plot_input_is_one_line(tmp_path):

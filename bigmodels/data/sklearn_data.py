@@ -64,7 +64,7 @@ def sklearn_data_config(name: str, **overrides) -> ml_collections.ConfigDict:
     data.update(kind="toy_datasets", name=name)
     for key, value in dict(val_fraction=0.2, log1p="", standardize="column",
                            standardize_target=True, augment=False, classes="",
-                           train_per_class=0).items():
+                           train_per_class=0, train_per_class_seed=-1).items():
         data[key] = value   # new keys: ConfigDict.update only sets existing ones
     data.update(overrides)
     return data
@@ -253,10 +253,13 @@ def fitted_or_saved_stats(d, spec: Spec, workdir: str, train_x, train_y) -> dict
     return _fit_stats(d, spec, train_x.reshape(len(train_x), -1), train_y)
 
 
-def select_classes(x, y, names: list, classes: str, per_class: int = 0, key="data.classes"):
+def select_classes(x, y, names: list, classes: str, per_class: int = 0, key="data.classes",
+                   per_class_seed: int = -1):
     """Rows of the listed classes (comma-separated ids), relabelled 0..k-1 in the listed
-    order, keeping at most `per_class` rows of each (the first ones, in row order):
-    e.g. pretrain on digits 0-4, then fine-tune on 5-9 from a few labels each."""
+    order, keeping at most `per_class` rows of each: e.g. pretrain on digits 0-4, then
+    fine-tune on 5-9 from a few labels each. The rows kept are the first ones in row
+    order, or a random draw of each class's rows when `per_class_seed` >= 0 (a different
+    labelled subset per seed, for error bars over subsets)."""
     if not classes and not per_class:
         return x, y, names
     try:
@@ -265,7 +268,10 @@ def select_classes(x, y, names: list, classes: str, per_class: int = 0, key="dat
         raise BadInput(f"{key}: {classes!r} is not a comma-separated list of class ids") from None
     if len(set(ids)) != len(ids) or not all(0 <= c < len(names) for c in ids):
         raise BadInput(f"{key}: {classes!r} must list distinct ids in 0..{len(names) - 1}")
-    keep = [np.flatnonzero(y == c)[:per_class or None] for c in ids]
+    rng = np.random.default_rng(per_class_seed) if per_class_seed >= 0 else None
+    keep = [np.flatnonzero(y == c) for c in ids]
+    keep = [rows if rng is None else rng.permutation(rows) for rows in keep]
+    keep = [rows[:per_class or None] for rows in keep]
     rows = np.sort(np.concatenate(keep))
     relabel = np.full(len(names), -1)
     relabel[ids] = np.arange(len(ids))
@@ -288,7 +294,8 @@ def build(config, workdir: str, process_index: int = 0, process_count: int = 1):
         if not spec.classification:
             raise BadInput(f"data.classes: {d.name!r} is not a classification dataset")
         train_x, train_y, _ = select_classes(train_x, train_y, names, d.classes,
-                                             d.train_per_class)
+                                             d.train_per_class,
+                                             per_class_seed=d.get("train_per_class_seed", -1))
         test_x, test_y, names = select_classes(test_x, test_y, names, d.classes)
     stats = fitted_or_saved_stats(d, spec, workdir, train_x, train_y)
     train, eval_ = batches(config, spec, stats, (train_x, train_y), (test_x, test_y),

@@ -3,6 +3,11 @@
 Hidden layers alternate kernel axes ("embed", "mlp") and ("mlp", "embed"), as a
 Transformer's MLP does, so FSDP shards one axis and tensor parallelism the other. The
 head's outputs are few (classes or 1) and stay unsharded.
+
+With `batch_norm`, each hidden layer is Dense (no bias) -> BatchNorm -> activation ->
+dropout. BatchNorm's running means and variances are model state (`batch_stats`), as in
+the ResNet: training normalises with the batch's statistics, eval with the running
+averages.
 """
 
 import math
@@ -14,6 +19,7 @@ from bigmodels import flops
 from bigmodels.errors import BadInput
 from bigmodels.models import model_config
 from bigmodels.nn.dense import Dense
+from bigmodels.nn.initializers import ones, zeros
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh}
 # Init variance gain per activation (He for ReLU; LeCun for the others), so the signal
@@ -32,6 +38,7 @@ class MLP(nn.Module):
     hidden: tuple = (128, 64, 32)
     activation: str = "relu"          # relu | gelu | tanh
     dropout: float = 0.0
+    batch_norm: bool = False          # BatchNorm after each hidden Dense, before the activation
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -43,7 +50,15 @@ class MLP(nn.Module):
         axes = ("embed", "mlp")
         for i, width in enumerate(self.hidden):
             std = math.sqrt(GAINS[self.activation] / x.shape[-1])
-            x = act(Dense(width, axes, init_std=std, dtype=self.dtype, name=f"dense_{i}")(x))
+            # BatchNorm's shift makes the Dense bias redundant.
+            x = Dense(width, axes, init_std=std, use_bias=not self.batch_norm, dtype=self.dtype,
+                      name=f"dense_{i}")(x)
+            if self.batch_norm:
+                # Momentum 0.9, as the ResNet's: short runs need running averages that keep up.
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                 dtype=self.dtype, scale_init=ones((axes[1],)),
+                                 bias_init=zeros((axes[1],)), name=f"batch_norm_{i}")(x)
+            x = act(x)
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
             axes = axes[::-1]
         std = math.sqrt(1.0 / x.shape[-1])
