@@ -17,8 +17,13 @@ NOTEBOOKS = sorted(glob.glob(str(ROOT / "notebooks" / "*.ipynb")))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_executes(path, monkeypatch):
+def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("BIGMODELS_NOTEBOOK_SMOKE", "1")   # each notebook's few-step mode
+    # A notebook's runs repeat programs (fine-tuned and from-scratch runs share their
+    # train step): JAX's persistent cache, one per notebook, compiles each once.
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.25")
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     # The kernel runs as a reader's would, on one CPU device, not the tests' 8 (a
     # notebook that shows a mesh asks for its own). The smoke runs are a few steps each,
     # so compiling dominates: the tests' compile-fast flags apply.
